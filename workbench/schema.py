@@ -1,0 +1,766 @@
+"""Canonical tables of Fleet Workbench: the data contracts every layer may import.
+
+Invariants this module guarantees for a frame that passed ``validate_<table>``:
+
+* it has exactly the columns of the table's schema, in order, with the declared dtypes;
+* key and required columns are never null;
+* accelerator ids are canonical ids of the SKU catalog (aliases already resolved);
+* quantities carry the units named below and are never negative;
+* every rejected input row is in the quarantine frame, once, with the file, line, field,
+  offending value, a reason a person can act on, and the raw record, so nothing is lost.
+
+Units: chips (one GPU, or one TPU chip; a TPU *core* is not a chip), chip-hours, USD, UTC.
+Dates are UTC calendar days; quarters are calendar quarters (``2027Q1``).
+
+This is a leaf module: it imports nothing from ``workbench``, ``pipelines`` or ``models``
+except the error type and the SKU-alias resolver protocol.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Protocol
+
+import polars as pl
+
+__all__ = [
+    "ALLOCATION_KINDS",
+    "ORDER_STATUSES",
+    "QUARANTINE_SCHEMA",
+    "TABLES",
+    "WORKLOADS",
+    "AcceleratorResolver",
+    "Check",
+    "TableSpec",
+    "Validated",
+    "normalize_alias",
+    "validate",
+    "validate_allocations",
+    "validate_billing",
+    "validate_events",
+    "validate_inventory",
+    "validate_job_records",
+    "validate_orders",
+    "validate_price_book",
+    "validate_sku_catalog",
+    "validate_usage_daily",
+]
+
+WORKLOADS: tuple[str, ...] = ("training", "serving", "research", "batch", "unknown")
+ORDER_STATUSES: tuple[str, ...] = ("open", "delivered", "cancelled")
+ALLOCATION_KINDS: tuple[str, ...] = ("reservation", "quota")
+CHARGE_CATEGORIES: tuple[str, ...] = ("Usage", "Purchase", "Tax", "Credit", "Adjustment")
+
+UTC_DATETIME = pl.Datetime("us", "UTC")
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """One canonical table: its columns, key, required columns and the units of each column."""
+
+    name: str
+    schema: pl.Schema
+    key: tuple[str, ...]
+    required: tuple[str, ...]
+    units: Mapping[str, str] = field(default_factory=dict)
+    doc: str = ""
+
+    def empty(self) -> pl.DataFrame:
+        """Return an empty frame with this table's schema."""
+        return pl.DataFrame(schema=self.schema)
+
+
+def _spec(
+    name: str,
+    columns: list[tuple[str, pl.DataType, str]],
+    key: tuple[str, ...],
+    required: tuple[str, ...],
+    doc: str,
+) -> TableSpec:
+    return TableSpec(
+        name=name,
+        schema=pl.Schema([(c, t) for c, t, _ in columns]),
+        key=key,
+        required=tuple(dict.fromkeys(key + required)),
+        units={c: u for c, _, u in columns},
+        doc=doc,
+    )
+
+
+USAGE_DAILY = _spec(
+    "usage_daily",
+    [
+        ("date", pl.Date(), "UTC calendar day"),
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id"),
+        ("team", pl.String(), "team name"),
+        ("workload", pl.String(), "one of training, serving, research, batch, unknown"),
+        ("chip_hours_used", pl.Float64(), "chip-hours run on the day"),
+        ("chip_hours_allocated", pl.Float64(), "chip-hours reserved or granted to the team"),
+        ("chip_hours_queued", pl.Float64(), "chip-hours waited between submit and start"),
+        ("peak_chips", pl.Float64(), "largest number of chips running at once that day"),
+        ("source", pl.String(), "connector and file the row came from"),
+    ],
+    key=("date", "accelerator", "region", "team", "workload"),
+    required=("chip_hours_used", "chip_hours_queued", "peak_chips", "source"),
+    doc="Daily usage per accelerator, region, team and workload. Demand is used + queued.",
+)
+
+INVENTORY = _spec(
+    "inventory",
+    [
+        ("date", pl.Date(), "UTC day of the snapshot"),
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id"),
+        ("installed_chips", pl.Int64(), "chips installed"),
+        ("healthy_chips", pl.Int64(), "installed chips in service (not failed or drained)"),
+        ("source", pl.String(), "connector and file"),
+    ],
+    key=("date", "accelerator", "region"),
+    required=("installed_chips", "healthy_chips"),
+    doc="Installed and healthy chips per pool, as snapshots.",
+)
+
+ALLOCATIONS = _spec(
+    "allocations",
+    [
+        ("team", pl.String(), "team name"),
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id"),
+        ("valid_from", pl.Date(), "first UTC day the allocation holds"),
+        ("chips", pl.Float64(), "chips reserved or granted"),
+        ("valid_to", pl.Date(), "last UTC day it holds (null: open-ended)"),
+        ("kind", pl.String(), "reservation or quota"),
+        ("source", pl.String(), "connector and file"),
+    ],
+    key=("team", "accelerator", "region", "valid_from"),
+    required=("chips", "kind"),
+    doc="Team reservations and quotas per pool.",
+)
+
+ORDERS = _spec(
+    "orders",
+    [
+        ("order_id", pl.String(), "purchase order id"),
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id"),
+        ("quantity", pl.Int64(), "chips ordered"),
+        ("ordered_on", pl.Date(), "UTC day the order was placed"),
+        ("expected_on", pl.Date(), "UTC day delivery was promised"),
+        ("delivered_on", pl.Date(), "UTC day chips entered service (null until delivered)"),
+        ("status", pl.String(), "open, delivered or cancelled"),
+        ("source", pl.String(), "connector and file"),
+    ],
+    key=("order_id",),
+    required=("accelerator", "region", "quantity", "ordered_on", "expected_on", "status"),
+    doc="Hardware orders, in flight and past (past ones give the delivery slip).",
+)
+
+EVENTS = _spec(
+    "events",
+    [
+        ("event_id", pl.String(), "event id"),
+        ("name", pl.String(), "what happens"),
+        ("kind", pl.String(), "launch, training_campaign, migration, decommission, other"),
+        ("start", pl.Date(), "first UTC day"),
+        ("end", pl.Date(), "last UTC day (null: lasts)"),
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id (null: all regions)"),
+        ("team", pl.String(), "team (null: all teams)"),
+        ("chips", pl.Float64(), "change in concurrent chips demanded (negative: a decrease)"),
+        ("probability", pl.Float64(), "chance it happens, 0 to 1"),
+        ("source", pl.String(), "connector and file"),
+    ],
+    key=("event_id",),
+    required=("name", "start", "accelerator", "chips", "probability"),
+    doc="Known events that move demand: launches, training campaigns, migrations.",
+)
+
+BILLING = _spec(
+    "billing",
+    [
+        ("row_hash", pl.String(), "hash of the source row (key)"),
+        ("ChargePeriodStart", UTC_DATETIME, "UTC"),
+        ("ChargePeriodEnd", UTC_DATETIME, "UTC"),
+        ("BilledCost", pl.Float64(), "USD invoiced"),
+        ("EffectiveCost", pl.Float64(), "USD after discounts and amortized commitments"),
+        ("ListCost", pl.Float64(), "USD at list price"),
+        ("BillingCurrency", pl.String(), "ISO 4217; USD"),
+        ("ServiceName", pl.String(), "cloud service"),
+        ("SkuId", pl.String(), "provider SKU"),
+        ("ResourceId", pl.String(), "provider resource"),
+        ("RegionId", pl.String(), "provider region"),
+        ("PricingQuantity", pl.Float64(), "quantity priced"),
+        ("PricingUnit", pl.String(), "unit of PricingQuantity"),
+        ("ConsumedQuantity", pl.Float64(), "quantity consumed"),
+        ("ConsumedUnit", pl.String(), "unit of ConsumedQuantity"),
+        ("ChargeCategory", pl.String(), "Usage, Purchase, Tax, Credit, Adjustment"),
+        ("CommitmentDiscountId", pl.String(), "commitment the row draws on"),
+        ("CommitmentDiscountStatus", pl.String(), "Used or Unused"),
+        ("Tags", pl.String(), "JSON object of tags"),
+        ("accelerator", pl.String(), "SKU catalog id mapped from SkuId"),
+        ("team", pl.String(), "team mapped from Tags"),
+        ("source", pl.String(), "connector and file"),
+    ],
+    key=("row_hash",),
+    required=("ChargePeriodStart", "ChargePeriodEnd", "BilledCost", "EffectiveCost"),
+    doc="Cloud bills in FOCUS columns (a subset), mapped to accelerator and team.",
+)
+
+SKU_CATALOG = _spec(
+    "sku_catalog",
+    [
+        ("accelerator", pl.String(), "canonical id"),
+        ("vendor", pl.String(), "maker"),
+        ("family", pl.String(), "fungibility family: demand may move within a family"),
+        ("generation", pl.String(), "architecture generation"),
+        ("aliases", pl.List(pl.String()), "names seen in exports that mean this SKU"),
+        ("memory_gb", pl.Float64(), "GB of accelerator memory per chip"),
+        ("power_w", pl.Float64(), "W per chip at typical load, board only"),
+        ("perf_index", pl.Float64(), "relative throughput per chip (A100 80GB = 1.0)"),
+        ("host_cores_per_chip", pl.Float64(), "host CPU cores each chip needs"),
+        ("storage_tb_per_chip", pl.Float64(), "TB of local storage per chip"),
+        ("network_gbps_per_chip", pl.Float64(), "Gbit/s of network per chip"),
+        ("source", pl.String(), "connector and file"),
+    ],
+    key=("accelerator",),
+    required=("vendor", "family", "generation", "power_w", "perf_index"),
+    doc="Accelerator SKUs and their physical figures.",
+)
+
+PRICE_BOOK = _spec(
+    "price_book",
+    [
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id"),
+        ("capex_usd", pl.Float64(), "USD per chip installed, server share included"),
+        ("depreciation_years", pl.Float64(), "straight-line life, years"),
+        ("lead_time_weeks", pl.Float64(), "weeks from order to service"),
+        ("usd_per_kwh", pl.Float64(), "USD per kWh of electricity"),
+        ("pue", pl.Float64(), "power usage effectiveness (>= 1)"),
+        ("facility_usd_per_kw_month", pl.Float64(), "USD per kW of IT load per month"),
+        ("network_storage_capex_share", pl.Float64(), "fraction of capex added for network"),
+        ("maintenance_capex_share_per_year", pl.Float64(), "fraction of capex per year"),
+        ("on_demand_usd_per_hour", pl.Float64(), "USD per chip-hour, cloud on-demand"),
+        ("commit_1y_usd_per_hour", pl.Float64(), "USD per chip-hour, 1-year commitment"),
+        ("commit_3y_usd_per_hour", pl.Float64(), "USD per chip-hour, 3-year commitment"),
+        ("spot_usd_per_hour", pl.Float64(), "USD per chip-hour, spot/preemptible"),
+        ("min_order_chips", pl.Int64(), "smallest purchase lot, chips"),
+        ("source", pl.String(), "where the figures come from"),
+        ("as_of", pl.Date(), "date the figures were true"),
+    ],
+    key=("accelerator", "region"),
+    required=("capex_usd", "depreciation_years", "lead_time_weeks", "usd_per_kwh", "pue"),
+    doc="Owned and cloud prices per pool, each with its source and date.",
+)
+
+JOB_RECORDS = _spec(
+    "job_records",
+    [
+        ("job_id", pl.String(), "scheduler job id"),
+        ("submit_time", UTC_DATETIME, "UTC instant the job was submitted"),
+        ("start_time", UTC_DATETIME, "UTC instant it started running"),
+        ("end_time", UTC_DATETIME, "UTC instant it ended"),
+        ("chips", pl.Float64(), "chips held while running (fractions allowed for shares)"),
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id"),
+        ("team", pl.String(), "team name"),
+        ("workload", pl.String(), "training, serving, research, batch or unknown"),
+    ],
+    key=("job_id",),
+    required=("submit_time", "start_time", "end_time", "chips", "accelerator", "region", "team"),
+    doc="Scheduler job records, the input of usage_daily (not stored as a table).",
+)
+
+TABLES: dict[str, TableSpec] = {
+    spec.name: spec
+    for spec in (
+        USAGE_DAILY,
+        INVENTORY,
+        ALLOCATIONS,
+        ORDERS,
+        EVENTS,
+        BILLING,
+        SKU_CATALOG,
+        PRICE_BOOK,
+        JOB_RECORDS,
+    )
+}
+
+QUARANTINE_SCHEMA = pl.Schema(
+    [
+        ("table", pl.String()),
+        ("source", pl.String()),
+        ("line", pl.Int64()),
+        ("field", pl.String()),
+        ("value", pl.String()),
+        ("reason", pl.String()),
+        ("record", pl.String()),
+    ]
+)
+"""Rejected rows: which table they were for, the file and 1-based line, the first field at
+fault, its value, every reason joined by ``; ``, and the raw record so it can be fixed."""
+
+
+class AcceleratorResolver(Protocol):
+    """Anything that maps names seen in exports to canonical accelerator ids."""
+
+    def alias_map(self) -> Mapping[str, str]:
+        """Return normalized alias -> canonical id, ids included as their own aliases."""
+        ...
+
+
+_ALIAS_SEPARATORS = re.compile(r"[\s_/]+")
+
+
+def normalize_alias(name: str) -> str:
+    """Normalize an accelerator name for alias matching: lower case, '-' for separators."""
+    return _ALIAS_SEPARATORS.sub("-", name.strip().lower())
+
+
+def _normalized_alias_expr(column: str) -> pl.Expr:
+    return (
+        pl.col(column)
+        .cast(pl.String)
+        .str.strip_chars()
+        .str.to_lowercase()
+        .str.replace_all(r"[\s_/]+", "-")
+    )
+
+
+@dataclass(frozen=True)
+class Check:
+    """A row rule: rows where ``fails`` is true are quarantined with ``reason``.
+
+    ``fails`` and ``reason`` are polars expressions evaluated on the typed frame (with the
+    raw string columns available as ``<column>__raw``). ``fails`` must be null-safe: a null
+    counts as passing.
+    """
+
+    field: str
+    fails: pl.Expr
+    reason: pl.Expr
+
+
+@dataclass(frozen=True)
+class Validated:
+    """The outcome of validating a frame: good rows and quarantined rows, nothing else."""
+
+    good: pl.DataFrame
+    quarantine: pl.DataFrame
+
+    @property
+    def rows_in(self) -> int:
+        """Rows that went in: good plus quarantined."""
+        return self.good.height + self.quarantine.height
+
+
+def _cast_expr(column: str, dtype: pl.DataType) -> pl.Expr:
+    raw = pl.col(column)
+    if isinstance(dtype, pl.Datetime):
+        text = raw.cast(pl.String).str.strip_chars()
+        # Exports write 'Z', '+02:00', or nothing (meaning UTC); unify to an explicit offset.
+        text = (
+            pl.when(text.str.ends_with("Z"))
+            .then(text.str.slice(0, text.str.len_chars() - 1) + "+00:00")
+            .when(text.str.contains(r"[+-]\d\d:?\d\d$"))
+            .then(text)
+            .otherwise(text + "+00:00")
+        ).str.replace(" ", "T")
+        return pl.coalesce(
+            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", time_zone="UTC", strict=False),
+            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", time_zone="UTC", strict=False),
+            text.str.to_datetime("%Y-%m-%dT%H:%M%z", time_zone="UTC", strict=False),
+        ).dt.cast_time_unit("us")
+    if isinstance(dtype, pl.Date):
+        return raw.cast(pl.String).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
+    if dtype == pl.String:
+        text = raw.cast(pl.String).str.strip_chars()
+        return pl.when(text == "").then(None).otherwise(text)
+    if isinstance(dtype, pl.List):
+        return raw
+    if dtype.is_integer():
+        as_float = raw.cast(pl.String).str.strip_chars().cast(pl.Float64, strict=False)
+        return (
+            pl.when(as_float.is_finite() & (as_float == as_float.round(0)))
+            .then(as_float)
+            .otherwise(None)
+            .cast(dtype, strict=False)
+        )
+    if dtype.is_float():
+        as_float = raw.cast(pl.String).str.strip_chars().cast(dtype, strict=False)
+        return pl.when(as_float.is_finite()).then(as_float).otherwise(None)
+    return raw.cast(dtype, strict=False)
+
+
+_TYPE_WORDS: dict[str, str] = {
+    "Date": "a date (YYYY-MM-DD)",
+    "Datetime": "a timestamp (ISO 8601, e.g. 2026-01-31T13:00:00Z)",
+    "Int64": "a whole number",
+    "Float64": "a finite number",
+}
+
+
+def _type_word(dtype: pl.DataType) -> str:
+    return _TYPE_WORDS.get(type(dtype).__name__, str(dtype))
+
+
+def _record_expr(columns: Iterable[str]) -> pl.Expr:
+    parts = [pl.col(c).cast(pl.String).fill_null("") for c in columns]
+    return pl.concat_str(parts, separator=",")
+
+
+def validate(
+    raw: pl.DataFrame,
+    spec: TableSpec,
+    *,
+    source: str,
+    checks: Iterable[Check] = (),
+    resolver: AcceleratorResolver | None = None,
+    line_column: str = "line",
+) -> Validated:
+    """Validate a raw frame against a table spec, quarantining rather than raising.
+
+    ``raw`` holds the input columns (usually all strings, as read from a file) and a
+    ``line`` column with each row's 1-based line in ``source``. Missing optional columns are
+    added as nulls; missing required columns must be caught by the caller (a file-level
+    error). Each row is cast to the spec's dtypes; a value that does not parse, a missing
+    required value, an unknown accelerator and every failed ``check`` quarantine the row with
+    a specific reason. Good rows come back with exactly the spec's columns and ``source``.
+    """
+    if line_column not in raw.columns:
+        raw = raw.with_row_index(line_column, offset=2).with_columns(pl.col(line_column).cast(pl.Int64))
+    input_columns = [c for c in raw.columns if c != line_column]
+    present = [c for c in spec.schema.names() if c in raw.columns and c != "source"]
+    frame = raw.with_columns(
+        [pl.col(c).alias(f"{c}__raw") for c in present]
+        + [pl.lit(None, dtype=pl.String).alias(f"{c}__raw") for c in spec.schema.names()
+           if c not in raw.columns and c != "source"]
+    )
+    frame = frame.with_columns(
+        [
+            (
+                pl.col(f"{c}__raw")
+                if raw.schema.get(c) == spec.schema[c]
+                else _cast_expr(f"{c}__raw", spec.schema[c])
+            ).alias(c)
+            for c in spec.schema.names()
+            if c != "source"
+        ]
+    )
+    if resolver is not None and "accelerator" in spec.schema.names():
+        alias_map = dict(resolver.alias_map())
+        frame = frame.with_columns(
+            _normalized_alias_expr("accelerator")
+            .replace_strict(alias_map, default=None, return_dtype=pl.String)
+            .alias("accelerator")
+        )
+
+    failures: list[tuple[str, pl.Expr, pl.Expr]] = []
+    for column in spec.schema.names():
+        if column == "source":
+            continue
+        raw_col = pl.col(f"{column}__raw")
+        if isinstance(spec.schema[column], pl.List):
+            raw_text = pl.lit("list")
+        else:
+            raw_text = raw_col.cast(pl.String).str.strip_chars()
+        raw_present = raw_col.is_not_null() & (raw_text != "")
+        parsed = pl.col(column)
+        if column == "accelerator" and resolver is not None:
+            failures.append(
+                (
+                    column,
+                    raw_present & parsed.is_null(),
+                    pl.format(
+                        "unknown accelerator '{}': add it to the SKU catalog or as an alias",
+                        raw_text,
+                    ),
+                )
+            )
+        elif spec.schema[column] != pl.String and not isinstance(spec.schema[column], pl.List):
+            failures.append(
+                (
+                    column,
+                    raw_present & parsed.is_null(),
+                    pl.format(
+                        "{} '{}' is not {}", pl.lit(column), raw_text, pl.lit(_type_word(spec.schema[column]))
+                    ),
+                )
+            )
+        if column in spec.required:
+            failures.append(
+                (column, raw_col.is_null() | (raw_text == ""), pl.lit(f"{column} is missing"))
+            )
+    for check in checks:
+        failures.append((check.field, check.fails.fill_null(False), check.reason))
+
+    fail_flags = [f.fill_null(False).alias(f"__fail{i}") for i, (_, f, _) in enumerate(failures)]
+    frame = frame.with_columns(fail_flags)
+    flag_names = [f"__fail{i}" for i in range(len(failures))]
+    any_fail = pl.any_horizontal(flag_names) if flag_names else pl.lit(False)
+    frame = frame.with_columns(any_fail.alias("__bad"))
+
+    good = (
+        frame.filter(~pl.col("__bad"))
+        .with_columns(pl.lit(source).alias("source"))
+        .select([pl.col(c).cast(spec.schema[c]) for c in spec.schema.names()])
+    )
+    bad = frame.filter(pl.col("__bad"))
+    if bad.height == 0:
+        return Validated(good=good, quarantine=pl.DataFrame(schema=QUARANTINE_SCHEMA))
+
+    reasons = [
+        pl.when(pl.col(flag)).then(reason).otherwise(None)
+        for flag, (_, _, reason) in zip(flag_names, failures, strict=True)
+    ]
+    first_field = pl.coalesce(
+        [
+            pl.when(pl.col(flag)).then(pl.lit(field_name)).otherwise(None)
+            for flag, (field_name, _, _) in zip(flag_names, failures, strict=True)
+        ]
+    )
+    first_value = pl.coalesce(
+        [
+            pl.when(pl.col(flag))
+            .then(
+                pl.col(f"{field_name}__raw").cast(pl.String)
+                if f"{field_name}__raw" in frame.columns
+                else pl.lit(None, dtype=pl.String)
+            )
+            .otherwise(None)
+            for flag, (field_name, _, _) in zip(flag_names, failures, strict=True)
+        ]
+    )
+    quarantine = bad.select(
+        pl.lit(spec.name).alias("table"),
+        pl.lit(source).alias("source"),
+        pl.col(line_column).cast(pl.Int64).alias("line"),
+        first_field.alias("field"),
+        first_value.alias("value"),
+        pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias("reason"),
+        _record_expr(input_columns).alias("record"),
+    )
+    return Validated(good=good, quarantine=quarantine.cast(dict(QUARANTINE_SCHEMA)))  # type: ignore[arg-type]
+
+
+def _one_of(column: str, allowed: tuple[str, ...], *, lower: bool = True) -> Check:
+    value = pl.col(column).str.to_lowercase() if lower else pl.col(column)
+    return Check(
+        field=column,
+        fails=pl.col(column).is_not_null() & ~value.is_in(list(allowed)),
+        reason=pl.format(
+            "{} '{}' is not one of {}", pl.lit(column), pl.col(column), pl.lit(", ".join(allowed))
+        ),
+    )
+
+
+def _non_negative(column: str, *, strictly: bool = False) -> Check:
+    bad = pl.col(column) <= 0 if strictly else pl.col(column) < 0
+    word = "positive" if strictly else "zero or more"
+    return Check(
+        field=column,
+        fails=bad,
+        reason=pl.format("{} must be {}, got {}", pl.lit(column), pl.lit(word), pl.col(column)),
+    )
+
+
+def _not_before(later: str, earlier: str) -> Check:
+    return Check(
+        field=later,
+        fails=pl.col(later) < pl.col(earlier),
+        reason=pl.format(
+            "{} {} is before {} {}", pl.lit(later), pl.col(later), pl.lit(earlier), pl.col(earlier)
+        ),
+    )
+
+
+def _finish(validated: Validated, transform: Callable[[pl.DataFrame], pl.DataFrame]) -> Validated:
+    return Validated(good=transform(validated.good), quarantine=validated.quarantine)
+
+
+def _lowercase(columns: Iterable[str]) -> Callable[[pl.DataFrame], pl.DataFrame]:
+    def apply(frame: pl.DataFrame) -> pl.DataFrame:
+        return frame.with_columns([pl.col(c).str.to_lowercase() for c in columns])
+
+    return apply
+
+
+def validate_job_records(
+    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+) -> Validated:
+    """Validate scheduler job records: times in order, chips positive, SKU known.
+
+    A missing workload becomes ``unknown`` (it is optional in real exports); a workload
+    outside the known set is quarantined so a typo does not create a new category.
+    """
+    checks = [
+        _non_negative("chips", strictly=True),
+        _not_before("start_time", "submit_time"),
+        _not_before("end_time", "start_time"),
+        _one_of("workload", WORKLOADS),
+    ]
+    validated = validate(raw, JOB_RECORDS, source=source, checks=checks, resolver=resolver)
+    return _finish(
+        validated,
+        lambda f: f.with_columns(pl.col("workload").str.to_lowercase().fill_null("unknown")),
+    )
+
+
+def validate_usage_daily(
+    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+) -> Validated:
+    """Validate usage_daily rows: non-negative chip-hours, a known workload and SKU."""
+    checks = [
+        _non_negative("chip_hours_used"),
+        _non_negative("chip_hours_allocated"),
+        _non_negative("chip_hours_queued"),
+        _non_negative("peak_chips"),
+        _one_of("workload", WORKLOADS),
+        Check(
+            "chip_hours_used",
+            pl.col("chip_hours_used") > pl.col("peak_chips") * 24 + 1e-6,
+            pl.format(
+                "chip_hours_used {} exceeds 24 h x peak_chips {}",
+                pl.col("chip_hours_used"),
+                pl.col("peak_chips"),
+            ),
+        ),
+    ]
+    validated = validate(raw, USAGE_DAILY, source=source, checks=checks, resolver=resolver)
+    return _finish(validated, _lowercase(["workload"]))
+
+
+def validate_inventory(
+    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+) -> Validated:
+    """Validate inventory snapshots: healthy chips between zero and installed chips."""
+    checks = [
+        _non_negative("installed_chips"),
+        _non_negative("healthy_chips"),
+        Check(
+            "healthy_chips",
+            pl.col("healthy_chips") > pl.col("installed_chips"),
+            pl.format(
+                "healthy_chips {} exceeds installed_chips {}",
+                pl.col("healthy_chips"),
+                pl.col("installed_chips"),
+            ),
+        ),
+    ]
+    return validate(raw, INVENTORY, source=source, checks=checks, resolver=resolver)
+
+
+def validate_allocations(
+    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+) -> Validated:
+    """Validate allocations: positive chips, a known kind, valid_to not before valid_from."""
+    checks = [
+        _non_negative("chips", strictly=True),
+        _one_of("kind", ALLOCATION_KINDS),
+        _not_before("valid_to", "valid_from"),
+    ]
+    validated = validate(raw, ALLOCATIONS, source=source, checks=checks, resolver=resolver)
+    return _finish(validated, _lowercase(["kind"]))
+
+
+def validate_orders(raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver) -> Validated:
+    """Validate orders: positive quantity, a known status, promised after ordered."""
+    checks = [
+        _non_negative("quantity", strictly=True),
+        _one_of("status", ORDER_STATUSES),
+        _not_before("expected_on", "ordered_on"),
+        _not_before("delivered_on", "ordered_on"),
+        Check(
+            "delivered_on",
+            (pl.col("status").str.to_lowercase() == "delivered") & pl.col("delivered_on").is_null(),
+            pl.lit("status is delivered but delivered_on is missing"),
+        ),
+    ]
+    validated = validate(raw, ORDERS, source=source, checks=checks, resolver=resolver)
+    return _finish(validated, _lowercase(["status"]))
+
+
+def validate_events(raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver) -> Validated:
+    """Validate events: probability in [0, 1], end not before start."""
+    checks = [
+        Check(
+            "probability",
+            (pl.col("probability") < 0) | (pl.col("probability") > 1),
+            pl.format("probability must be between 0 and 1, got {}", pl.col("probability")),
+        ),
+        _not_before("end", "start"),
+    ]
+    return validate(raw, EVENTS, source=source, checks=checks, resolver=resolver)
+
+
+def validate_billing(
+    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver | None = None
+) -> Validated:
+    """Validate FOCUS billing rows: a period that ends after it starts, USD, known category.
+
+    ``accelerator`` and ``team`` are filled by the billing connector (from SkuId and Tags);
+    this function only checks them when present.
+    """
+    checks = [
+        Check(
+            "ChargePeriodEnd",
+            pl.col("ChargePeriodEnd") <= pl.col("ChargePeriodStart"),
+            pl.lit("ChargePeriodEnd is not after ChargePeriodStart"),
+        ),
+        Check(
+            "BillingCurrency",
+            pl.col("BillingCurrency").is_not_null() & (pl.col("BillingCurrency") != "USD"),
+            pl.format(
+                "BillingCurrency '{}' is not USD: convert before ingesting",
+                pl.col("BillingCurrency"),
+            ),
+        ),
+        _one_of("ChargeCategory", CHARGE_CATEGORIES, lower=False),
+    ]
+    return validate(raw, BILLING, source=source, checks=checks, resolver=resolver)
+
+
+def validate_sku_catalog(raw: pl.DataFrame, *, source: str) -> Validated:
+    """Validate SKU catalog rows: positive power and performance, non-negative attachments."""
+    checks = [
+        _non_negative("power_w", strictly=True),
+        _non_negative("perf_index", strictly=True),
+        _non_negative("memory_gb"),
+        _non_negative("host_cores_per_chip"),
+        _non_negative("storage_tb_per_chip"),
+        _non_negative("network_gbps_per_chip"),
+    ]
+    validated = validate(raw, SKU_CATALOG, source=source, checks=checks)
+    return _finish(validated, lambda f: f.with_columns(_normalized_alias_expr("accelerator")))
+
+
+def validate_price_book(
+    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+) -> Validated:
+    """Validate price book rows: positive prices and lives, PUE at least 1, shares in [0, 1]."""
+    positive = ["capex_usd", "depreciation_years", "usd_per_kwh", "min_order_chips"]
+    non_negative = [
+        "lead_time_weeks",
+        "facility_usd_per_kw_month",
+        "on_demand_usd_per_hour",
+        "commit_1y_usd_per_hour",
+        "commit_3y_usd_per_hour",
+        "spot_usd_per_hour",
+    ]
+    checks = [_non_negative(c, strictly=True) for c in positive]
+    checks += [_non_negative(c) for c in non_negative]
+    checks.append(
+        Check("pue", pl.col("pue") < 1, pl.format("pue must be at least 1.0, got {}", pl.col("pue")))
+    )
+    for share in ("network_storage_capex_share", "maintenance_capex_share_per_year"):
+        checks.append(
+            Check(
+                share,
+                (pl.col(share) < 0) | (pl.col(share) > 1),
+                pl.format("{} must be a fraction in [0, 1], got {}", pl.lit(share), pl.col(share)),
+            )
+        )
+    return validate(raw, PRICE_BOOK, source=source, checks=checks, resolver=resolver)
