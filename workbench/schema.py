@@ -408,8 +408,8 @@ def _type_word(dtype: pl.DataType) -> str:
 
 
 def _record_expr(columns: Iterable[str]) -> pl.Expr:
-    parts = [pl.col(c).cast(pl.String).fill_null("") for c in columns]
-    return pl.concat_str(parts, separator=",")
+    """The raw input row as a JSON object, so a quarantined row can be fixed and re-fed."""
+    return pl.struct([pl.col(c) for c in columns]).struct.json_encode()
 
 
 def validate(
@@ -432,9 +432,9 @@ def validate(
     """
     if line_column not in raw.columns:
         raw = raw.with_row_index(line_column, offset=2).with_columns(pl.col(line_column).cast(pl.Int64))
-    input_columns = [c for c in raw.columns if c != line_column]
+    input_columns = [c for c in raw.columns if c != line_column and not c.startswith("__")]
     present = [c for c in spec.schema.names() if c in raw.columns and c != "source"]
-    frame = raw.with_columns(
+    frame = raw.with_columns(_record_expr(input_columns).alias("__record")).with_columns(
         [pl.col(c).alias(f"{c}__raw") for c in present]
         + [pl.lit(None, dtype=pl.String).alias(f"{c}__raw") for c in spec.schema.names()
            if c not in raw.columns and c != "source"]
@@ -541,7 +541,7 @@ def validate(
         first_field.alias("field"),
         first_value.alias("value"),
         pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias("reason"),
-        _record_expr(input_columns).alias("record"),
+        pl.col("__record").alias("record"),
     )
     return Validated(good=good, quarantine=quarantine.cast(dict(QUARANTINE_SCHEMA)))  # type: ignore[arg-type]
 
@@ -567,12 +567,22 @@ def _non_negative(column: str, *, strictly: bool = False) -> Check:
     )
 
 
-def _not_before(later: str, earlier: str) -> Check:
+def _shown(column: str, *, timestamp: bool) -> pl.Expr:
+    if timestamp:
+        return pl.col(column).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return pl.col(column).cast(pl.String)
+
+
+def _not_before(later: str, earlier: str, *, timestamps: bool = False) -> Check:
     return Check(
         field=later,
         fails=pl.col(later) < pl.col(earlier),
         reason=pl.format(
-            "{} {} is before {} {}", pl.lit(later), pl.col(later), pl.lit(earlier), pl.col(earlier)
+            "{} {} is before {} {}",
+            pl.lit(later),
+            _shown(later, timestamp=timestamps),
+            pl.lit(earlier),
+            _shown(earlier, timestamp=timestamps),
         ),
     )
 
@@ -589,7 +599,11 @@ def _lowercase(columns: Iterable[str]) -> Callable[[pl.DataFrame], pl.DataFrame]
 
 
 def validate_job_records(
-    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+    raw: pl.DataFrame,
+    *,
+    source: str,
+    resolver: AcceleratorResolver,
+    extra_checks: Iterable[Check] = (),
 ) -> Validated:
     """Validate scheduler job records: times in order, chips positive, SKU known.
 
@@ -598,9 +612,10 @@ def validate_job_records(
     """
     checks = [
         _non_negative("chips", strictly=True),
-        _not_before("start_time", "submit_time"),
-        _not_before("end_time", "start_time"),
+        _not_before("start_time", "submit_time", timestamps=True),
+        _not_before("end_time", "start_time", timestamps=True),
         _one_of("workload", WORKLOADS),
+        *extra_checks,
     ]
     validated = validate(raw, JOB_RECORDS, source=source, checks=checks, resolver=resolver)
     return _finish(

@@ -174,7 +174,6 @@ def _write_jobs(
                 bad["accelerator"] = "AMD MI300X"
             elif kind == "impossible_timestamp":
                 bad["start_time"] = "2025-02-30T10:00:00Z"
-                bad["submit_time"] = "2025-02-30T09:00:00Z"
             add(position, _csv_line([bad[c] for c in JOB_COLUMNS]), kind, expected, field)
         elif kind_index == len(variants):
             add(position, _csv_line([row[c] for c in JOB_COLUMNS]), "duplicate_row", "duplicate", None)
@@ -256,9 +255,10 @@ def _allocations(fleet: Fleet, rng: np.random.Generator) -> pl.DataFrame:
             a = max((q - HISTORY_START).days, 0)
             b = min((q_end - HISTORY_START).days + 1, fleet.history_days)
             window = total[a:b]
-            if window.size == 0 or window.max() <= 0:
+            if window.size == 0 or window.max() < 1.0:
                 continue
-            chips = math.ceil(float(np.quantile(window, 0.9)) * factor[(team, accelerator, region)])
+            active = window[window > 0]
+            chips = math.ceil(float(np.quantile(active, 0.9)) * factor[(team, accelerator, region)])
             kind = "reservation" if kind_of[(team, accelerator, region)] & {"training", "serving"} else "quota"
             rows.append((team, accelerator, region, max(q, HISTORY_START), q_end, float(chips), kind))
     return pl.DataFrame(

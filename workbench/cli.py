@@ -1,0 +1,354 @@
+"""The ``workbench`` command line.
+
+Every command takes ``--workspace`` (default ``./workspace`` or ``$WORKBENCH_WORKSPACE``).
+Problems print as one line naming the file, line and field, without a traceback unless
+``--debug`` is given.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import click
+import polars as pl
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from workbench.errors import WorkbenchError
+from workbench.ingest import INGEST_KINDS
+from workbench.store import Workspace
+
+__all__ = ["app", "main"]
+
+DEFAULT_WORKSPACE = Path(os.environ.get("WORKBENCH_WORKSPACE", "workspace"))
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+app = typer.Typer(
+    name="workbench",
+    help="Fleet Workbench: usage, forecasts, procurement and costs for ML accelerator fleets.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+runs_app = typer.Typer(help="List and inspect runs (ingests, forecasts, plans).", no_args_is_help=True)
+quarantine_app = typer.Typer(help="Rows that failed validation, with their reasons.", no_args_is_help=True)
+app.add_typer(runs_app, name="runs")
+app.add_typer(quarantine_app, name="quarantine")
+
+# Piped output gets a wide console so tables are not squeezed to 80 columns.
+console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+
+WorkspaceOption = Annotated[
+    Path,
+    typer.Option("--workspace", "-w", help="Workspace folder.", envvar="WORKBENCH_WORKSPACE",
+                 show_default=True),
+]
+
+
+@app.callback()
+def _root(
+    debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
+) -> None:
+    """Fleet Workbench: the capacity planner's workbench for ML accelerator fleets (TPUs, GPUs).
+
+    Typical session: [bold]workbench demo[/bold], or step by step:
+    [bold]workbench init[/bold], [bold]workbench ingest catalog ...[/bold],
+    [bold]workbench ingest jobs ...[/bold], [bold]workbench app[/bold].
+    """
+    del debug  # read by main() before parsing, so errors during parsing obey it too
+
+
+def _progress() -> Progress:
+    return Progress(
+        SpinnerColumn(),
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+    )
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, bool):
+        return "yes" if value else "NO"
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return f"{value:,.1f}"
+    return str(value)
+
+
+@app.command("sample-fleet")
+def sample_fleet(
+    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the fleet's files into.")] = Path(
+        "data_samples"
+    ),
+    scale: Annotated[
+        str, typer.Option(help="small (committed, ~140k jobs), medium, or large (~10M jobs).")
+    ] = "small",
+    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives identical files.")] = 7,
+) -> None:
+    """Generate a realistic sample fleet and its raw exports (with planted defects and truth)."""
+    from workbench.sample_fleet import generate_sample_fleet
+
+    if scale not in ("small", "medium", "large"):
+        raise WorkbenchError(f"unknown scale '{scale}'", field="--scale", fix="use small, medium or large")
+    with _progress() as progress:
+        progress.add_task(f"generating the {scale} sample fleet (seed {seed})", total=None)
+        summary = generate_sample_fleet(out, scale=scale, seed=seed)
+    console.print(
+        f"Wrote the {scale} sample fleet to {out}: {summary['accelerators']} accelerators, "
+        f"{summary['pools']} pools, {summary['teams']} teams, {summary['series']} series, "
+        f"{summary['jobs']:,} jobs, {summary['job_chip_hours']:,.0f} chip-hours."
+    )
+
+
+@app.command()
+def init(workspace: WorkspaceOption = DEFAULT_WORKSPACE) -> None:
+    """Create an empty workspace folder (safe to run again)."""
+    Workspace(workspace).init()
+    console.print(f"Workspace ready at {workspace}")
+
+
+@app.command(
+    help="Ingest raw files of one KIND into the workspace.\n\nKINDS:\n\n"
+    + "\n\n".join(f"  {k}: {v}" for k, v in INGEST_KINDS.items())
+)
+def ingest(
+    kind: Annotated[str, typer.Argument(help="What the files are (see KINDS).")],
+    paths: Annotated[list[Path], typer.Argument(help="Files to ingest.")],
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    strict: Annotated[bool, typer.Option(help="Fail (and write nothing) if any row is quarantined.")] = False,
+) -> None:
+    from workbench.ingest import ingest as run_ingest
+
+    ws = Workspace(workspace)
+    if not ws.exists():
+        ws.init()
+    with _progress() as progress:
+        task = progress.add_task(f"ingesting {kind}", total=len(paths) + 1)
+
+        def step(message: str) -> None:
+            progress.update(task, description=message, advance=0 if message.startswith("reading") else 1)
+            if message.startswith("reading"):
+                progress.advance(task)
+
+        report = run_ingest(ws, kind, paths, strict=strict, progress=step)
+    _print_reconciliation(report.files)
+    quarantine = report.quarantine
+    if quarantine.height:
+        console.print(f"[yellow]{quarantine.height:,} row(s) quarantined[/yellow]; first of each reason:")
+        shown = quarantine.with_columns(
+            pl.col("reason").str.replace_all(r"'[^']*'", "'…'").str.replace_all(r"[-\d:T+.Z ]{8,}", "…")
+            .alias("__kind")
+        ).unique("__kind", keep="first", maintain_order=True)
+        for row in shown.head(12).iter_rows(named=True):
+            file = row["source"].split(":", 1)[-1]
+            console.print(f"  {file}, line {row['line']}, field '{row['field']}': {row['reason']}")
+        console.print("  (all of them: workbench quarantine show)")
+    if report.run_id:
+        console.print(f"Run {report.run_id} committed.")
+    else:
+        console.print("Nothing changed: every file was already ingested with the same bytes.")
+
+
+def _print_reconciliation(files: list[Any]) -> None:
+    table = Table(title="Reconciliation", title_justify="left")
+    for column in ("file", "rows read", "loaded", "quarantined", "duplicates", "chip-hours in",
+                   "chip-hours out", "balanced"):
+        table.add_column(column, justify="left" if column == "file" else "right")
+    for report in files:
+        rec = report.reconciliation
+        if report.skipped:
+            table.add_row(report.path.name, "unchanged", "", "", "", "", "", "")
+            continue
+        table.add_row(
+            report.path.name,
+            _fmt(rec.get("rows_read", "")),
+            _fmt(rec.get("rows_loaded", "")),
+            _fmt(rec.get("rows_quarantined", "")),
+            _fmt(rec.get("duplicates_dropped", "")),
+            _fmt(rec.get("chip_hours_in", "")) if "chip_hours_in" in rec else "",
+            _fmt(rec.get("chip_hours_out", "")) if "chip_hours_out" in rec else "",
+            _fmt(rec.get("balanced", "")),
+        )
+    console.print(table)
+
+
+@runs_app.command("list")
+def runs_list(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    kind: Annotated[str | None, typer.Option(help="Only runs of this kind (ingest, forecast, ...).")] = None,
+) -> None:
+    """List committed runs, oldest first."""
+    ws = Workspace(workspace).require()
+    runs = ws.runs(kind)
+    if not runs:
+        console.print("No runs yet.")
+        return
+    table = Table(title=f"Runs in {workspace}", title_justify="left")
+    for column in ("run id", "kind", "started (UTC)", "seconds", "what"):
+        table.add_column(column)
+    for run in runs:
+        config = run.manifest.get("config", {})
+        what = config.get("kind", "") + " " + ", ".join(Path(p).name for p in config.get("paths", []))
+        table.add_row(run.run_id, run.kind, run.started_at[:19].replace("T", " "),
+                      f"{run.manifest.get('timings', {}).get('total', 0):,.2f}", what.strip())
+    console.print(table)
+
+
+@runs_app.command("show")
+def runs_show(
+    run_id: Annotated[str, typer.Argument(help="Run id, or a unique prefix of it.")],
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+) -> None:
+    """Show a run's manifest: config, inputs and their hashes, versions, timings, row counts."""
+    run = Workspace(workspace).require().run(run_id)
+    console.print_json(json.dumps(run.manifest, default=str))
+    console.print(f"Outputs: {', '.join(run.outputs()) or 'none'}  (folder: {run.path})")
+
+
+@quarantine_app.command("show")
+def quarantine_show(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
+) -> None:
+    """List quarantined rows: file, line, field, value and reason."""
+    frame = Workspace(workspace).require().read_table("quarantine")
+    if frame.height == 0:
+        console.print("No quarantined rows.")
+        return
+    table = Table(title=f"{frame.height:,} quarantined row(s)", title_justify="left")
+    for column in ("file", "line", "field", "value", "reason"):
+        table.add_column(column)
+    for row in frame.head(limit).iter_rows(named=True):
+        table.add_row(Path(row["source"].split(":", 1)[-1]).name, f"{row['line']:,}", row["field"] or "",
+                      row["value"] or "", row["reason"])
+    console.print(table)
+
+
+@app.command()
+def sql(
+    query: Annotated[str, typer.Argument(help="SQL over the workspace tables, e.g. 'select * from usage_daily limit 5'.")],
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+) -> None:
+    """Run SQL (DuckDB) over the workspace's tables and latest run outputs."""
+    frame = Workspace(workspace).require().sql(query)
+    with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, thousands_separator=True):
+        console.print(str(frame))
+
+
+def _streamlit_command(workspace: Path, port: int, address: str) -> list[str]:
+    return [
+        sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
+        "--server.address", address, "--server.port", str(port), "--server.headless", "true",
+        "--browser.gatherUsageStats", "false", "--", "--workspace", str(workspace.resolve()),
+    ]
+
+
+@app.command("app")
+def app_command(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    address: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+) -> None:
+    """Start the planner's app (Streamlit) on the workspace."""
+    Workspace(workspace).require()
+    console.print(f"Fleet Workbench app: http://{address}:{port}  (Ctrl+C to stop)")
+    env = {**os.environ, "WORKBENCH_WORKSPACE": str(workspace.resolve())}
+    try:
+        subprocess.run(_streamlit_command(workspace, port, address), check=False, env=env)
+    except KeyboardInterrupt:
+        pass
+
+
+@app.command()
+def demo(
+    workspace: WorkspaceOption = DEFAULT_WORKSPACE,
+    data: Annotated[Path, typer.Option(help="Sample fleet folder to ingest.")] = REPO_ROOT / "data_samples",
+    serve: Annotated[bool, typer.Option(help="Start the app when done.")] = True,
+    port: Annotated[int, typer.Option(help="Port for the app.")] = 8501,
+) -> None:
+    """The main job on the bundled sample fleet: ingest everything, then open the app."""
+    from workbench.ingest import ingest as run_ingest
+
+    ws = Workspace(workspace).init()
+    if not (data / "catalog" / "sku_catalog.toml").exists():
+        raise WorkbenchError("no sample fleet here", file=data,
+                             fix="run 'workbench sample-fleet --out DIR' and pass --data DIR")
+    jobs = data / "jobs" / "jobs.csv.gz"
+    if not jobs.exists():
+        jobs = data / "jobs" / "jobs.csv"
+    steps = [
+        ("catalog", data / "catalog" / "sku_catalog.toml"),
+        ("price-book", data / "catalog" / "price_book.toml"),
+        ("inventory", data / "inventory" / "inventory.csv"),
+        ("allocations", data / "allocations" / "allocations.csv"),
+        ("orders", data / "orders" / "orders.csv"),
+        ("events", data / "events" / "events.csv"),
+        ("jobs", jobs),
+    ]
+    with _progress() as progress:
+        task = progress.add_task("ingesting the sample fleet", total=len(steps))
+        for kind, path in steps:
+            progress.update(task, description=f"ingesting {kind}: {path.name}")
+            report = run_ingest(ws, kind, [path])
+            progress.advance(task)
+            for file in report.files:
+                rec = file.reconciliation
+                state = "unchanged" if file.skipped else (
+                    f"{rec.get('rows_loaded', 0):,} loaded, {rec.get('rows_quarantined', 0):,} quarantined, "
+                    f"{rec.get('duplicates_dropped', 0):,} duplicates"
+                )
+                progress.console.print(f"  {kind:<12} {path.name:<22} {state}")
+    usage = ws.read_table("usage_daily")
+    console.print(
+        f"Workspace {workspace}: {usage.height:,} usage rows, "
+        f"{usage['chip_hours_used'].sum():,.0f} chip-hours used, "
+        f"{usage['chip_hours_queued'].sum():,.0f} chip-hours queued."
+    )
+    if serve:
+        app_command(workspace=workspace, port=port, address="127.0.0.1")
+
+
+def main() -> None:
+    """Entry point: run the CLI, turning errors into one readable line."""
+    debug = "--debug" in sys.argv
+    try:
+        app(standalone_mode=False)
+    except WorkbenchError as exc:
+        if debug:
+            raise
+        typer.echo(f"error: {exc.one_line()}", err=True)
+        sys.exit(2)
+    except click.exceptions.Abort:
+        typer.echo("aborted", err=True)
+        sys.exit(130)
+    except click.exceptions.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except click.exceptions.Exit as exc:
+        sys.exit(exc.exit_code)
+    except Exception as exc:
+        if debug:
+            raise
+        typer.echo(
+            f"internal error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            " (rerun with --debug for the traceback)",
+            err=True,
+        )
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()
