@@ -1,0 +1,1 @@
+"""Sources -> canonical tables: parse, map columns, validate, quarantine. Never forecasts."""

@@ -38,7 +38,14 @@ __all__ = [
 ]
 
 JOB_REQUIRED_COLUMNS = (
-    "job_id", "submit_time", "start_time", "end_time", "chips", "accelerator", "region", "team",
+    "job_id",
+    "submit_time",
+    "start_time",
+    "end_time",
+    "chips",
+    "accelerator",
+    "region",
+    "team",
 )
 JOB_OPTIONAL_COLUMNS = ("workload",)
 SERIES_KEYS = ("accelerator", "region", "team", "workload")
@@ -67,7 +74,9 @@ class JobIngest:
     @property
     def balanced(self) -> bool:
         """Rows read = loaded + quarantined + duplicates, and chip-hours in = out."""
-        rows_ok = self.rows_read == self.rows_loaded + self.rows_quarantined + self.duplicates_dropped
+        rows_ok = (
+            self.rows_read == self.rows_loaded + self.rows_quarantined + self.duplicates_dropped
+        )
         tolerance = 1e-9 * max(1.0, abs(self.chip_hours_in))
         hours_ok = abs(self.chip_hours_in - self.chip_hours_out) <= tolerance
         queued_tolerance = 1e-9 * max(1.0, abs(self.queued_chip_hours_in))
@@ -139,10 +148,18 @@ def jobs_to_usage_daily(jobs: pl.DataFrame, source: str) -> pl.DataFrame:
     )
     events = pl.concat(
         [
-            run_segments.select(*SERIES_KEYS, "date", pl.col("segment_start").alias("at"),
-                                pl.col("chips").alias("delta")),
-            run_segments.select(*SERIES_KEYS, "date", pl.col("segment_end").alias("at"),
-                                (-pl.col("chips")).alias("delta")),
+            run_segments.select(
+                *SERIES_KEYS,
+                "date",
+                pl.col("segment_start").alias("at"),
+                pl.col("chips").alias("delta"),
+            ),
+            run_segments.select(
+                *SERIES_KEYS,
+                "date",
+                pl.col("segment_end").alias("at"),
+                (-pl.col("chips")).alias("delta"),
+            ),
         ]
     )
     peak = (
@@ -171,10 +188,14 @@ def _hours(start: str, end: str) -> pl.Expr:
     return (pl.col(end) - pl.col(start)).dt.total_microseconds().clip(lower_bound=0) / _HOUR_US
 
 
-def ingest_job_records(path: Path, *, resolver: AcceleratorResolver, source: str | None = None) -> JobIngest:
+def ingest_job_records(
+    path: Path, *, resolver: AcceleratorResolver, source: str | None = None
+) -> JobIngest:
     """Read, deduplicate, validate and split one job-record file."""
     source = source or f"job_records:{path}"
-    raw: RawTable = read_delimited(path, required=JOB_REQUIRED_COLUMNS, optional=JOB_OPTIONAL_COLUMNS)
+    raw: RawTable = read_delimited(
+        path, required=JOB_REQUIRED_COLUMNS, optional=JOB_OPTIONAL_COLUMNS
+    )
     frame = raw.frame
     data_columns = [c for c in frame.columns if c not in ("line", PROBLEM_COLUMN)]
     # An exact copy of an earlier row is the same job exported twice: drop it, count it.
@@ -186,11 +207,17 @@ def ingest_job_records(path: Path, *, resolver: AcceleratorResolver, source: str
         fails=pl.col(PROBLEM_COLUMN).is_not_null(),
         reason=pl.col(PROBLEM_COLUMN),
     )
-    validated = validate_job_records(frame, source=source, resolver=resolver, extra_checks=[problem])
+    validated = validate_job_records(
+        frame, source=source, resolver=resolver, extra_checks=[problem]
+    )
     good = validated.good
     usage = jobs_to_usage_daily(good, source)
-    chip_hours_in = float(good.select((pl.col("chips") * _hours("start_time", "end_time")).sum()).item() or 0.0)
-    queued_in = float(good.select((pl.col("chips") * _hours("submit_time", "start_time")).sum()).item() or 0.0)
+    chip_hours_in = float(
+        good.select((pl.col("chips") * _hours("start_time", "end_time")).sum()).item() or 0.0
+    )
+    queued_in = float(
+        good.select((pl.col("chips") * _hours("submit_time", "start_time")).sum()).item() or 0.0
+    )
     return JobIngest(
         source=source,
         usage_daily=usage,

@@ -45,7 +45,9 @@ class RawTable:
 
 def _open(path: Path) -> io.TextIOBase:
     if path.suffix == ".gz":
-        return io.TextIOWrapper(gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline="")
+        return io.TextIOWrapper(
+            gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline=""
+        )
     return path.open("r", encoding="utf-8", errors="replace", newline="")
 
 
@@ -79,7 +81,7 @@ def read_delimited(
             for record in reader:
                 first_line = previous_end + 1
                 previous_end = reader.line_num
-                if not record or all(not field.strip() for field in record) and len(record) <= 1:
+                if not record or (all(not field.strip() for field in record) and len(record) <= 1):
                     blank += 1
                     continue
                 if header is None:
@@ -90,7 +92,9 @@ def read_delimited(
                         raise WorkbenchError(
                             f"missing required column{'s' if len(missing) > 1 else ''} "
                             f"{', '.join(missing)} (found: {', '.join(header)})",
-                            file=path, line=header_line, field=missing[0],
+                            file=path,
+                            line=header_line,
+                            field=missing[0],
                             fix="rename the column in the file, or map it with a column map",
                         )
                     columns = [[] for _ in header]
@@ -107,22 +111,31 @@ def read_delimited(
                 problems.append(problem)
     except csv.Error as exc:
         raise WorkbenchError(
-            f"malformed CSV: {exc}", file=path, line=reader.line_num,
+            f"malformed CSV: {exc}",
+            file=path,
+            line=reader.line_num,
             fix="fix the quoting on that line (a field with a comma must be in double quotes)",
         ) from None
     except (OSError, EOFError, gzip.BadGzipFile) as exc:
         raise WorkbenchError(f"cannot read file: {exc}", file=path) from None
     if header is None:
         raise WorkbenchError(
-            "file is empty (no header line)", file=path, line=1,
+            "file is empty (no header line)",
+            file=path,
+            line=1,
             field=required[0] if required else None,
             fix=f"export it with a header line: {','.join(required)}",
         )
     data: dict[str, list[str | None]] = {}
     for name, values in zip(header, columns, strict=True):
         if name in data:
-            raise WorkbenchError(f"column '{name}' appears twice in the header", file=path,
-                                 line=header_line, field=name, fix="remove one of them")
+            raise WorkbenchError(
+                f"column '{name}' appears twice in the header",
+                file=path,
+                line=header_line,
+                field=name,
+                fix="remove one of them",
+            )
         data[name] = values
     for name in wanted:
         if name not in data:

@@ -105,25 +105,32 @@ def load_sku_catalog(path: Path) -> SkuCatalog:
     entries = document.get("accelerator")
     if not isinstance(entries, list) or not entries:
         raise WorkbenchError(
-            "no [[accelerator]] entries", file=path, field="accelerator",
+            "no [[accelerator]] entries",
+            file=path,
+            field="accelerator",
             fix="add one [[accelerator]] table per SKU",
         )
     rows: list[dict[str, Any]] = []
     for index, entry in enumerate(entries, start=1):
         if not isinstance(entry, dict) or "id" not in entry:
             raise WorkbenchError(
-                f"accelerator entry {index} has no id", file=path, field="id",
+                f"accelerator entry {index} has no id",
+                file=path,
+                field="id",
                 fix="give each [[accelerator]] an id such as 'h100-80gb'",
             )
         aliases = entry.get("aliases", [])
         if not isinstance(aliases, list) or not all(isinstance(a, str) for a in aliases):
             raise WorkbenchError(
                 f"accelerator '{entry['id']}': aliases must be a list of strings",
-                file=path, field="aliases",
+                file=path,
+                field="aliases",
             )
         row = {name: entry.get(name) for name in SKU_CATALOG.schema.names() if name != "aliases"}
         row["accelerator"] = entry["id"]
-        rows.append({k: None if v is None else str(v) for k, v in row.items()} | {"aliases": aliases})
+        rows.append(
+            {k: None if v is None else str(v) for k, v in row.items()} | {"aliases": aliases}
+        )
     raw = pl.DataFrame(
         rows,
         schema={c: (pl.List(pl.String) if c == "aliases" else pl.String) for c in rows[0]},
@@ -132,11 +139,15 @@ def load_sku_catalog(path: Path) -> SkuCatalog:
     validated = validate_sku_catalog(raw.drop("source"), source=f"sku_catalog:{path}")
     _raise_first(validated, path, "accelerator")
     table = validated.good
-    duplicated = table.filter(pl.col("accelerator").is_duplicated())["accelerator"].unique().to_list()
+    duplicated = (
+        table.filter(pl.col("accelerator").is_duplicated())["accelerator"].unique().to_list()
+    )
     if duplicated:
         raise WorkbenchError(
             f"accelerator id listed twice: {', '.join(sorted(duplicated))}",
-            file=path, field="id", fix="keep one entry per SKU",
+            file=path,
+            field="id",
+            fix="keep one entry per SKU",
         )
     catalog = SkuCatalog.from_frame(table)
     seen: dict[str, str] = {}
@@ -146,7 +157,9 @@ def load_sku_catalog(path: Path) -> SkuCatalog:
             if seen.setdefault(key, accelerator) != accelerator:
                 raise WorkbenchError(
                     f"alias '{alias}' names both '{seen[key]}' and '{accelerator}'",
-                    file=path, field="aliases", fix="give each alias to one SKU only",
+                    file=path,
+                    field="aliases",
+                    fix="give each alias to one SKU only",
                 )
     return catalog
 
@@ -156,7 +169,9 @@ def _raise_first(validated: Validated, path: Path, entry_kind: str) -> None:
         first = validated.quarantine.row(0, named=True)
         raise WorkbenchError(
             f"{entry_kind} entry {first['line']}: {first['reason']}",
-            file=path, field=first["field"], fix="correct that figure",
+            file=path,
+            field=first["field"],
+            fix="correct that figure",
         )
 
 
@@ -176,11 +191,19 @@ def load_price_book(path: Path, catalog: SkuCatalog) -> pl.DataFrame:
     regions = document.get("region")
     prices = document.get("price")
     if not isinstance(regions, dict) or not regions:
-        raise WorkbenchError("no [region.<id>] tables", file=path, field="region",
-                             fix="add one [region.<id>] table per region")
+        raise WorkbenchError(
+            "no [region.<id>] tables",
+            file=path,
+            field="region",
+            fix="add one [region.<id>] table per region",
+        )
     if not isinstance(prices, list) or not prices:
-        raise WorkbenchError("no [[price]] entries", file=path, field="price",
-                             fix="add one [[price]] table per accelerator")
+        raise WorkbenchError(
+            "no [[price]] entries",
+            file=path,
+            field="price",
+            fix="add one [[price]] table per accelerator",
+        )
     rows: list[dict[str, Any]] = []
     generic: dict[str, dict[str, Any]] = {}
     specific: dict[tuple[str, str], dict[str, Any]] = {}
@@ -189,8 +212,10 @@ def load_price_book(path: Path, catalog: SkuCatalog) -> pl.DataFrame:
         accelerator = catalog.resolve(name)
         if accelerator is None:
             raise WorkbenchError(
-                f"price entry {index}: unknown accelerator '{name}'", file=path,
-                field="accelerator", fix=f"use one of {', '.join(catalog.ids())}",
+                f"price entry {index}: unknown accelerator '{name}'",
+                file=path,
+                field="accelerator",
+                fix=f"use one of {', '.join(catalog.ids())}",
             )
         region = entry.get("region")
         if region is None:
@@ -198,7 +223,9 @@ def load_price_book(path: Path, catalog: SkuCatalog) -> pl.DataFrame:
         elif region not in regions:
             raise WorkbenchError(
                 f"price entry {index}: region '{region}' has no [region.{region}] table",
-                file=path, field="region", fix="add the region's site figures",
+                file=path,
+                field="region",
+                fix="add the region's site figures",
             )
         else:
             specific[(accelerator, str(region))] = entry
@@ -220,7 +247,9 @@ def load_price_book(path: Path, catalog: SkuCatalog) -> pl.DataFrame:
             row["source"] = entry.get("source", document.get("source"))
             row["as_of"] = entry.get("as_of", document.get("as_of"))
             rows.append({k: None if v is None else _to_text(v) for k, v in row.items()})
-    raw = pl.DataFrame(rows, schema={c: pl.String for c in rows[0]}).with_row_index("line", offset=1)
+    raw = pl.DataFrame(rows, schema={c: pl.String for c in rows[0]}).with_row_index(
+        "line", offset=1
+    )
     source_column = raw["source"]
     validated = validate_price_book(
         raw.drop("source").with_columns(pl.col("line").cast(pl.Int64)),

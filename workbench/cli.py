@@ -7,6 +7,7 @@ Problems print as one line naming the file, line and field, without a traceback 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import subprocess
@@ -38,8 +39,12 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
     rich_markup_mode="rich",
 )
-runs_app = typer.Typer(help="List and inspect runs (ingests, forecasts, plans).", no_args_is_help=True)
-quarantine_app = typer.Typer(help="Rows that failed validation, with their reasons.", no_args_is_help=True)
+runs_app = typer.Typer(
+    help="List and inspect runs (ingests, forecasts, plans).", no_args_is_help=True
+)
+quarantine_app = typer.Typer(
+    help="Rows that failed validation, with their reasons.", no_args_is_help=True
+)
 app.add_typer(runs_app, name="runs")
 app.add_typer(quarantine_app, name="quarantine")
 
@@ -48,8 +53,13 @@ console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 WorkspaceOption = Annotated[
     Path,
-    typer.Option("--workspace", "-w", help="Workspace folder.", envvar="WORKBENCH_WORKSPACE",
-                 show_default=True),
+    typer.Option(
+        "--workspace",
+        "-w",
+        help="Workspace folder.",
+        envvar="WORKBENCH_WORKSPACE",
+        show_default=True,
+    ),
 ]
 
 
@@ -90,19 +100,23 @@ def _fmt(value: Any) -> str:
 
 @app.command("sample-fleet")
 def sample_fleet(
-    out: Annotated[Path, typer.Option("--out", "-o", help="Folder to write the fleet's files into.")] = Path(
-        "data_samples"
-    ),
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Folder to write the fleet's files into.")
+    ] = Path("data_samples"),
     scale: Annotated[
         str, typer.Option(help="small (committed, ~140k jobs), medium, or large (~10M jobs).")
     ] = "small",
-    seed: Annotated[int, typer.Option(help="Random seed: the same seed gives identical files.")] = 7,
+    seed: Annotated[
+        int, typer.Option(help="Random seed: the same seed gives identical files.")
+    ] = 7,
 ) -> None:
     """Generate a realistic sample fleet and its raw exports (with planted defects and truth)."""
     from workbench.sample_fleet import generate_sample_fleet
 
     if scale not in ("small", "medium", "large"):
-        raise WorkbenchError(f"unknown scale '{scale}'", field="--scale", fix="use small, medium or large")
+        raise WorkbenchError(
+            f"unknown scale '{scale}'", field="--scale", fix="use small, medium or large"
+        )
     with _progress() as progress:
         progress.add_task(f"generating the {scale} sample fleet (seed {seed})", total=None)
         summary = generate_sample_fleet(out, scale=scale, seed=seed)
@@ -128,7 +142,9 @@ def ingest(
     kind: Annotated[str, typer.Argument(help="What the files are (see KINDS).")],
     paths: Annotated[list[Path], typer.Argument(help="Files to ingest.")],
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
-    strict: Annotated[bool, typer.Option(help="Fail (and write nothing) if any row is quarantined.")] = False,
+    strict: Annotated[
+        bool, typer.Option(help="Fail (and write nothing) if any row is quarantined.")
+    ] = False,
 ) -> None:
     from workbench.ingest import ingest as run_ingest
 
@@ -139,7 +155,9 @@ def ingest(
         task = progress.add_task(f"ingesting {kind}", total=len(paths) + 1)
 
         def step(message: str) -> None:
-            progress.update(task, description=message, advance=0 if message.startswith("reading") else 1)
+            progress.update(
+                task, description=message, advance=0 if message.startswith("reading") else 1
+            )
             if message.startswith("reading"):
                 progress.advance(task)
 
@@ -147,9 +165,13 @@ def ingest(
     _print_reconciliation(report.files)
     quarantine = report.quarantine
     if quarantine.height:
-        console.print(f"[yellow]{quarantine.height:,} row(s) quarantined[/yellow]; first of each reason:")
+        console.print(
+            f"[yellow]{quarantine.height:,} row(s) quarantined[/yellow]; first of each reason:"
+        )
         shown = quarantine.with_columns(
-            pl.col("reason").str.replace_all(r"'[^']*'", "'…'").str.replace_all(r"[-\d:T+.Z ]{8,}", "…")
+            pl.col("reason")
+            .str.replace_all(r"'[^']*'", "'…'")
+            .str.replace_all(r"[-\d:T+.Z ]{8,}", "…")
             .alias("__kind")
         ).unique("__kind", keep="first", maintain_order=True)
         for row in shown.head(12).iter_rows(named=True):
@@ -164,8 +186,16 @@ def ingest(
 
 def _print_reconciliation(files: list[Any]) -> None:
     table = Table(title="Reconciliation", title_justify="left")
-    for column in ("file", "rows read", "loaded", "quarantined", "duplicates", "chip-hours in",
-                   "chip-hours out", "balanced"):
+    for column in (
+        "file",
+        "rows read",
+        "loaded",
+        "quarantined",
+        "duplicates",
+        "chip-hours in",
+        "chip-hours out",
+        "balanced",
+    ):
         table.add_column(column, justify="left" if column == "file" else "right")
     for report in files:
         rec = report.reconciliation
@@ -188,7 +218,9 @@ def _print_reconciliation(files: list[Any]) -> None:
 @runs_app.command("list")
 def runs_list(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
-    kind: Annotated[str | None, typer.Option(help="Only runs of this kind (ingest, forecast, ...).")] = None,
+    kind: Annotated[
+        str | None, typer.Option(help="Only runs of this kind (ingest, forecast, ...).")
+    ] = None,
 ) -> None:
     """List committed runs, oldest first."""
     ws = Workspace(workspace).require()
@@ -201,9 +233,16 @@ def runs_list(
         table.add_column(column)
     for run in runs:
         config = run.manifest.get("config", {})
-        what = config.get("kind", "") + " " + ", ".join(Path(p).name for p in config.get("paths", []))
-        table.add_row(run.run_id, run.kind, run.started_at[:19].replace("T", " "),
-                      f"{run.manifest.get('timings', {}).get('total', 0):,.2f}", what.strip())
+        what = (
+            config.get("kind", "") + " " + ", ".join(Path(p).name for p in config.get("paths", []))
+        )
+        table.add_row(
+            run.run_id,
+            run.kind,
+            run.started_at[:19].replace("T", " "),
+            f"{run.manifest.get('timings', {}).get('total', 0):,.2f}",
+            what.strip(),
+        )
     console.print(table)
 
 
@@ -232,14 +271,24 @@ def quarantine_show(
     for column in ("file", "line", "field", "value", "reason"):
         table.add_column(column)
     for row in frame.head(limit).iter_rows(named=True):
-        table.add_row(Path(row["source"].split(":", 1)[-1]).name, f"{row['line']:,}", row["field"] or "",
-                      row["value"] or "", row["reason"])
+        table.add_row(
+            Path(row["source"].split(":", 1)[-1]).name,
+            f"{row['line']:,}",
+            row["field"] or "",
+            row["value"] or "",
+            row["reason"],
+        )
     console.print(table)
 
 
 @app.command()
 def sql(
-    query: Annotated[str, typer.Argument(help="SQL over the workspace tables, e.g. 'select * from usage_daily limit 5'.")],
+    query: Annotated[
+        str,
+        typer.Argument(
+            help="SQL over the workspace tables, e.g. 'select * from usage_daily limit 5'."
+        ),
+    ],
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
     """Run SQL (DuckDB) over the workspace's tables and latest run outputs."""
@@ -250,9 +299,22 @@ def sql(
 
 def _streamlit_command(workspace: Path, port: int, address: str) -> list[str]:
     return [
-        sys.executable, "-m", "streamlit", "run", str(REPO_ROOT / "app.py"),
-        "--server.address", address, "--server.port", str(port), "--server.headless", "true",
-        "--browser.gatherUsageStats", "false", "--", "--workspace", str(workspace.resolve()),
+        sys.executable,
+        "-m",
+        "streamlit",
+        "run",
+        str(REPO_ROOT / "app.py"),
+        "--server.address",
+        address,
+        "--server.port",
+        str(port),
+        "--server.headless",
+        "true",
+        "--browser.gatherUsageStats",
+        "false",
+        "--",
+        "--workspace",
+        str(workspace.resolve()),
     ]
 
 
@@ -260,22 +322,23 @@ def _streamlit_command(workspace: Path, port: int, address: str) -> list[str]:
 def app_command(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
-    address: Annotated[str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")] = "127.0.0.1",
+    address: Annotated[
+        str, typer.Option(help="Address to bind; 127.0.0.1 keeps it on this machine.")
+    ] = "127.0.0.1",
 ) -> None:
     """Start the planner's app (Streamlit) on the workspace."""
     Workspace(workspace).require()
     console.print(f"Fleet Workbench app: http://{address}:{port}  (Ctrl+C to stop)")
     env = {**os.environ, "WORKBENCH_WORKSPACE": str(workspace.resolve())}
-    try:
+    with contextlib.suppress(KeyboardInterrupt):
         subprocess.run(_streamlit_command(workspace, port, address), check=False, env=env)
-    except KeyboardInterrupt:
-        pass
 
 
 @app.command()
 def demo(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
-    data: Annotated[Path, typer.Option(help="Sample fleet folder to ingest.")] = REPO_ROOT / "data_samples",
+    data: Annotated[Path, typer.Option(help="Sample fleet folder to ingest.")] = REPO_ROOT
+    / "data_samples",
     serve: Annotated[bool, typer.Option(help="Start the app when done.")] = True,
     port: Annotated[int, typer.Option(help="Port for the app.")] = 8501,
 ) -> None:
@@ -284,8 +347,11 @@ def demo(
 
     ws = Workspace(workspace).init()
     if not (data / "catalog" / "sku_catalog.toml").exists():
-        raise WorkbenchError("no sample fleet here", file=data,
-                             fix="run 'workbench sample-fleet --out DIR' and pass --data DIR")
+        raise WorkbenchError(
+            "no sample fleet here",
+            file=data,
+            fix="run 'workbench sample-fleet --out DIR' and pass --data DIR",
+        )
     jobs = data / "jobs" / "jobs.csv.gz"
     if not jobs.exists():
         jobs = data / "jobs" / "jobs.csv"
@@ -306,9 +372,14 @@ def demo(
             progress.advance(task)
             for file in report.files:
                 rec = file.reconciliation
-                state = "unchanged" if file.skipped else (
-                    f"{rec.get('rows_loaded', 0):,} loaded, {rec.get('rows_quarantined', 0):,} quarantined, "
-                    f"{rec.get('duplicates_dropped', 0):,} duplicates"
+                state = (
+                    "unchanged"
+                    if file.skipped
+                    else (
+                        f"{rec.get('rows_loaded', 0):,} loaded, "
+                        f"{rec.get('rows_quarantined', 0):,} quarantined, "
+                        f"{rec.get('duplicates_dropped', 0):,} duplicates"
+                    )
                 )
                 progress.console.print(f"  {kind:<12} {path.name:<22} {state}")
     usage = ws.read_table("usage_daily")
@@ -342,8 +413,9 @@ def main() -> None:
     except Exception as exc:
         if debug:
             raise
+        first_line = (str(exc).strip().splitlines() or [""])[0]
         typer.echo(
-            f"internal error: {type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+            f"internal error: {type(exc).__name__}: {first_line}"
             " (rerun with --debug for the traceback)",
             err=True,
         )

@@ -67,8 +67,10 @@ class FileReport:
 
 @dataclass(frozen=True)
 class IngestReport:
-    """The outcome of one ``ingest`` call: a run id (none if nothing changed) and per-file
-    reconciliations."""
+    """The outcome of one ``ingest`` call.
+
+    Holds the run id (None when nothing changed) and one report per file.
+    """
 
     kind: str
     run_id: str | None
@@ -85,7 +87,9 @@ def load_catalog(workspace: Workspace) -> SkuCatalog:
     """The workspace's SKU catalog, or a readable error saying how to load one."""
     if not workspace.has_table("sku_catalog"):
         raise WorkbenchError(
-            "the workspace has no SKU catalog yet", file=workspace.root, field="sku_catalog",
+            "the workspace has no SKU catalog yet",
+            file=workspace.root,
+            field="sku_catalog",
             fix="run 'workbench ingest catalog PATH/sku_catalog.toml' first",
         )
     return SkuCatalog.from_frame(workspace.read_table("sku_catalog"))
@@ -108,8 +112,9 @@ def _replace_source(existing: pl.DataFrame, new: pl.DataFrame, source: str) -> p
     return pl.concat([kept, new.select(existing.columns)], how="vertical")
 
 
-def _read_csv_table(path: Path, table: str, validator: _Validator, source: str,
-                    resolver: AcceleratorResolver) -> tuple[Validated, dict[str, Any]]:
+def _read_csv_table(
+    path: Path, table: str, validator: _Validator, source: str, resolver: AcceleratorResolver
+) -> tuple[Validated, dict[str, Any]]:
     spec = TABLES[table]
     required = [c for c in spec.required if c != "source"]
     optional = [c for c in spec.schema.names() if c not in required and c != "source"]
@@ -136,7 +141,7 @@ def _read_csv_table(path: Path, table: str, validator: _Validator, source: str,
             good=validated.good,
             quarantine=pl.concat([validated.quarantine, broken]).sort("line"),
         )
-    reconciliation = {
+    reconciliation: dict[str, Any] = {
         "source": source,
         "rows_read": raw.rows_read,
         "rows_loaded": validated.good.height,
@@ -145,7 +150,8 @@ def _read_csv_table(path: Path, table: str, validator: _Validator, source: str,
         "blank_lines": raw.blank_lines,
     }
     reconciliation["balanced"] = reconciliation["rows_read"] == (
-        reconciliation["rows_loaded"] + reconciliation["rows_quarantined"]
+        reconciliation["rows_loaded"]
+        + reconciliation["rows_quarantined"]
         + reconciliation["duplicates_dropped"]
     )
     return validated, reconciliation
@@ -164,8 +170,9 @@ def ingest(
     With ``strict``, any quarantined row fails the ingest and nothing is written.
     """
     if kind not in INGEST_KINDS:
-        raise WorkbenchError(f"unknown kind '{kind}'", field="kind",
-                             fix=f"use one of {', '.join(INGEST_KINDS)}")
+        raise WorkbenchError(
+            f"unknown kind '{kind}'", field="kind", fix=f"use one of {', '.join(INGEST_KINDS)}"
+        )
     if not paths:
         raise WorkbenchError("no files given", field="PATH", fix="name one or more files")
     workspace.require()
@@ -181,9 +188,15 @@ def ingest(
         digests = {path: file_sha256(path) for path in paths}
         todo = [p for p in paths if not _already_ingested(workspace, _source(kind, p), digests[p])]
         skipped = [
-            FileReport(p, kind, True, {"source": _source(kind, p), "unchanged": True},
-                       pl.DataFrame(schema=QUARANTINE_SCHEMA))
-            for p in paths if p not in todo
+            FileReport(
+                p,
+                kind,
+                True,
+                {"source": _source(kind, p), "unchanged": True},
+                pl.DataFrame(schema=QUARANTINE_SCHEMA),
+            )
+            for p in paths
+            if p not in todo
         ]
         if not todo:
             return IngestReport(kind=kind, run_id=None, files=skipped)
@@ -195,10 +208,18 @@ def ingest(
                 raise WorkbenchError("ingest one SKU catalog at a time", field="PATH")
             say(f"reading {todo[0].name}")
             catalog = load_sku_catalog(todo[0])
-            tables["sku_catalog"] = catalog.table.with_columns(pl.lit(_source(kind, todo[0])).alias("source"))
-            reports.append(FileReport(todo[0], "sku_catalog", False,
-                                      _whole_file_reconciliation(kind, todo[0], catalog.table.height),
-                                      pl.DataFrame(schema=QUARANTINE_SCHEMA)))
+            tables["sku_catalog"] = catalog.table.with_columns(
+                pl.lit(_source(kind, todo[0])).alias("source")
+            )
+            reports.append(
+                FileReport(
+                    todo[0],
+                    "sku_catalog",
+                    False,
+                    _whole_file_reconciliation(kind, todo[0], catalog.table.height),
+                    pl.DataFrame(schema=QUARANTINE_SCHEMA),
+                )
+            )
         elif kind == "price-book":
             catalog = load_catalog(workspace)
             if len(todo) != 1:
@@ -206,9 +227,15 @@ def ingest(
             say(f"reading {todo[0].name}")
             book = load_price_book(todo[0], catalog)
             tables["price_book"] = book
-            reports.append(FileReport(todo[0], "price_book", False,
-                                      _whole_file_reconciliation(kind, todo[0], book.height),
-                                      pl.DataFrame(schema=QUARANTINE_SCHEMA)))
+            reports.append(
+                FileReport(
+                    todo[0],
+                    "price_book",
+                    False,
+                    _whole_file_reconciliation(kind, todo[0], book.height),
+                    pl.DataFrame(schema=QUARANTINE_SCHEMA),
+                )
+            )
         elif kind == "jobs":
             catalog = load_catalog(workspace)
             usage = workspace.read_table("usage_daily")
@@ -216,8 +243,11 @@ def ingest(
                 say(f"reading and splitting {path.name}")
                 result = ingest_job_records(path, resolver=catalog, source=_source(kind, path))
                 usage = _replace_source(usage, result.usage_daily, result.source)
-                reports.append(FileReport(path, "usage_daily", False, result.reconciliation(),
-                                          result.quarantine))
+                reports.append(
+                    FileReport(
+                        path, "usage_daily", False, result.reconciliation(), result.quarantine
+                    )
+                )
             tables["usage_daily"] = usage.sort("date", "accelerator", "region", "team", "workload")
         else:
             catalog = load_catalog(workspace)
@@ -235,20 +265,29 @@ def ingest(
         if strict and quarantined.height:
             first = quarantined.row(0, named=True)
             raise WorkbenchError(
-                f"{quarantined.height:,} row(s) failed validation (--strict); first: {first['reason']}",
-                file=first["source"].split(":", 1)[-1], line=first["line"], field=first["field"],
-                fix="fix the rows listed by a non-strict ingest, or drop --strict; nothing was written",
+                f"{quarantined.height:,} row(s) failed validation (--strict); "
+                f"first: {first['reason']}",
+                file=first["source"].split(":", 1)[-1],
+                line=first["line"],
+                field=first["field"],
+                fix="fix the rows a non-strict ingest lists, or drop --strict; nothing was written",
             )
         say("committing")
         with workspace.new_run(
             "ingest", config={"kind": kind, "paths": [str(p) for p in paths], "strict": strict}
         ) as run:
-            run.manifest["timings"]["read_validate_transform"] = round(time.perf_counter() - began, 4)
+            run.manifest["timings"]["read_validate_transform"] = round(
+                time.perf_counter() - began, 4
+            )
             for path in todo:
                 run.add_input(path)
             run.manifest["files"] = [
-                {"source": r.reconciliation["source"], "sha256": digests[r.path], "table": r.table,
-                 **{k: v for k, v in r.reconciliation.items() if k != "source"}}
+                {
+                    "source": r.reconciliation["source"],
+                    "sha256": digests[r.path],
+                    "table": r.table,
+                    **{k: v for k, v in r.reconciliation.items() if k != "source"},
+                }
                 for r in reports
             ]
             run.write("quarantine", quarantined)
@@ -276,4 +315,3 @@ def _whole_file_reconciliation(kind: str, path: Path, rows: int) -> dict[str, An
         "duplicates_dropped": 0,
         "balanced": True,
     }
-

@@ -431,13 +431,18 @@ def validate(
     a specific reason. Good rows come back with exactly the spec's columns and ``source``.
     """
     if line_column not in raw.columns:
-        raw = raw.with_row_index(line_column, offset=2).with_columns(pl.col(line_column).cast(pl.Int64))
+        raw = raw.with_row_index(line_column, offset=2).with_columns(
+            pl.col(line_column).cast(pl.Int64)
+        )
     input_columns = [c for c in raw.columns if c != line_column and not c.startswith("__")]
     present = [c for c in spec.schema.names() if c in raw.columns and c != "source"]
     frame = raw.with_columns(_record_expr(input_columns).alias("__record")).with_columns(
         [pl.col(c).alias(f"{c}__raw") for c in present]
-        + [pl.lit(None, dtype=pl.String).alias(f"{c}__raw") for c in spec.schema.names()
-           if c not in raw.columns and c != "source"]
+        + [
+            pl.lit(None, dtype=pl.String).alias(f"{c}__raw")
+            for c in spec.schema.names()
+            if c not in raw.columns and c != "source"
+        ]
     )
     frame = frame.with_columns(
         [
@@ -486,7 +491,10 @@ def validate(
                     column,
                     raw_present & parsed.is_null(),
                     pl.format(
-                        "{} '{}' is not {}", pl.lit(column), raw_text, pl.lit(_type_word(spec.schema[column]))
+                        "{} '{}' is not {}",
+                        pl.lit(column),
+                        raw_text,
+                        pl.lit(_type_word(spec.schema[column])),
                     ),
                 )
             )
@@ -768,7 +776,9 @@ def validate_price_book(
     checks = [_non_negative(c, strictly=True) for c in positive]
     checks += [_non_negative(c) for c in non_negative]
     checks.append(
-        Check("pue", pl.col("pue") < 1, pl.format("pue must be at least 1.0, got {}", pl.col("pue")))
+        Check(
+            "pue", pl.col("pue") < 1, pl.format("pue must be at least 1.0, got {}", pl.col("pue"))
+        )
     )
     for share in ("network_storage_capex_share", "maintenance_capex_share_per_year"):
         checks.append(

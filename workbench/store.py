@@ -47,8 +47,16 @@ __all__ = ["RunInfo", "RunWriter", "Workspace", "file_sha256", "package_versions
 LAYOUT_VERSION = 1
 _STAGING_PREFIX = ".staging-"
 _VERSIONED_PACKAGES = (
-    "fleet-workbench", "polars", "pyarrow", "numpy", "duckdb", "statsmodels",
-    "prophet", "scikit-learn", "streamlit", "plotly",
+    "fleet-workbench",
+    "polars",
+    "pyarrow",
+    "numpy",
+    "duckdb",
+    "statsmodels",
+    "prophet",
+    "scikit-learn",
+    "streamlit",
+    "plotly",
 )
 
 
@@ -97,7 +105,8 @@ class RunInfo:
         path = self.path / f"{name}.parquet"
         if not path.exists():
             raise WorkbenchError(
-                f"run {self.run_id} has no output '{name}'", file=path,
+                f"run {self.run_id} has no output '{name}'",
+                file=path,
                 fix=f"outputs are: {', '.join(self.outputs()) or 'none'}",
             )
         return pl.read_parquet(path)
@@ -171,8 +180,9 @@ class Workspace:
     def init(self) -> Workspace:
         """Create the workspace layout (idempotent) and return self."""
         if self.root.exists() and not self.root.is_dir():
-            raise WorkbenchError("is a file, not a folder", file=self.root,
-                                 fix="pick another --workspace path")
+            raise WorkbenchError(
+                "is a file, not a folder", file=self.root, fix="pick another --workspace path"
+            )
         self.tables_dir.mkdir(parents=True, exist_ok=True)
         self.runs_dir.mkdir(parents=True, exist_ok=True)
         marker = self.root / "workspace.json"
@@ -187,7 +197,8 @@ class Workspace:
         """Return self if initialized, else raise a readable error."""
         if not self.exists():
             raise WorkbenchError(
-                "not a workspace", file=self.root,
+                "not a workspace",
+                file=self.root,
                 fix="run 'workbench init' or pass --workspace with an initialized folder",
             )
         return self
@@ -232,8 +243,11 @@ class Workspace:
             return pl.DataFrame(schema=QUARANTINE_SCHEMA)
         if name in TABLES:
             return TABLES[name].empty()
-        raise WorkbenchError(f"unknown table '{name}'", field="table",
-                             fix=f"use one of {', '.join(self.table_names())}")
+        raise WorkbenchError(
+            f"unknown table '{name}'",
+            field="table",
+            fix=f"use one of {', '.join(self.table_names())}",
+        )
 
     def scan_table(self, name: str) -> pl.LazyFrame:
         """Scan a table lazily (empty with its schema if never written)."""
@@ -329,37 +343,45 @@ class Workspace:
             known = ", ".join(r.run_id for r in self.runs()[-5:]) or "none yet"
             problem = "no run" if not matches else f"{len(matches)} runs"
             raise WorkbenchError(
-                f"{problem} matching '{run_id}'", field="run_id",
+                f"{problem} matching '{run_id}'",
+                field="run_id",
                 fix=f"use 'workbench runs list' (latest: {known})",
             )
         return matches[0]
 
     # -- SQL --------------------------------------------------------------------------
     def sql(self, query: str) -> pl.DataFrame:
-        """Run SQL over the workspace: one view per table, and ``run_<output>`` views over
-        the outputs of the latest run that has them."""
+        """Run SQL over the workspace and return the result.
+
+        Each table is a view of its name; ``run_<output>`` views show the outputs of the
+        latest run that has them.
+        """
         import duckdb
 
         connection = duckdb.connect(":memory:")
         try:
             for name in self.table_names():
                 path = str(self.table_path(name)).replace("'", "''")
-                connection.execute(f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')")
+                connection.execute(
+                    f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')"
+                )
             latest: dict[str, Path] = {}
             for run in self.runs():
                 for output in run.outputs():
                     latest[output] = run.path / f"{output}.parquet"
-            for output, path in latest.items():
-                quoted = str(path).replace("'", "''")
+            for output, output_path in latest.items():
+                quoted = str(output_path).replace("'", "''")
                 connection.execute(
                     f"CREATE VIEW \"run_{output}\" AS SELECT * FROM read_parquet('{quoted}')"
                 )
             try:
-                return connection.execute(query).pl()
+                result: pl.DataFrame = connection.execute(query).pl()  # type: ignore[attr-defined]
+                return result
             except duckdb.Error as exc:
                 first_line = str(exc).splitlines()[0]
                 raise WorkbenchError(
-                    f"SQL failed: {first_line}", field="query",
+                    f"SQL failed: {first_line}",
+                    field="query",
                     fix=f"tables are: {', '.join(self.table_names()) or 'none yet'}",
                 ) from None
         finally:

@@ -207,7 +207,8 @@ def _new_series(
         workload=workload,
         accelerator=pool.accelerator,
         region=pool.region,
-        start_index=_day_index(pool.opened) + (int(rng.integers(0, 60)) if pool.opened > HISTORY_START else 0),
+        start_index=_day_index(pool.opened)
+        + (int(rng.integers(0, 60)) if pool.opened > HISTORY_START else 0),
         base_chips=base,
         growth_per_year=float(rng.normal(math.log(2.0), 0.18)),
         job_chips=max(1, round(chips * scale.job_chips_factor)),
@@ -245,7 +246,9 @@ def _series_demand(
             multiplier = float(rng.uniform(1.25, 1.7))
             before = float(level[at] * steps[at])
             steps[at:] *= multiplier
-            events.append(_event("launch", spec, days[at], None, before * (multiplier - 1), 1.0, True))
+            events.append(
+                _event("launch", spec, days[at], None, before * (multiplier - 1), 1.0, True)
+            )
     if spec.workload == "training":
         per_year = 2.2
         total_years = (history_end - start) / 365.25
@@ -255,7 +258,9 @@ def _series_demand(
             size = float(level[at] * rng.uniform(0.6, 1.4))
             extra[at : at + length] += size
             end_index = min(at + length - 1, n_days - 1)
-            events.append(_event("training_campaign", spec, days[at], days[end_index], size, 1.0, True))
+            events.append(
+                _event("training_campaign", spec, days[at], days[end_index], size, 1.0, True)
+            )
     noise = np.zeros(n_days)
     sigma = _NOISE_SIGMA[spec.workload]
     shocks = rng.normal(0.0, sigma, n_days)
@@ -319,7 +324,8 @@ def _apply_migrations(
             same_region = [p for p in target_pools if p.region == spec.region]
             pool = same_region[0] if same_region else target_pools[0]
             match = [
-                i for i, other in enumerate(series)
+                i
+                for i, other in enumerate(series)
                 if (other.team, other.workload, other.accelerator, other.region)
                 == (spec.team, spec.workload, pool.accelerator, pool.region)
             ]
@@ -374,7 +380,9 @@ def _add_future_events(
             end = min(at + length - 1, n_days - 1)
             if happens:
                 demand[s, at : end + 1] += size
-            events.append(_event("training_campaign", spec, days[at], days[end], size, probability, happens))
+            events.append(
+                _event("training_campaign", spec, days[at], days[end], size, probability, happens)
+            )
         else:
             if happens:
                 demand[s, at:] += size
@@ -388,8 +396,16 @@ def _add_future_events(
         size = float(np.mean(demand[s, n_history - 14 : n_history]) * 3.0 + 64)
         demand[s] += size * ramp
         events.append(
-            _event("migration", series[s], days[at], days[min(at + 120, n_days - 1)], size, 0.9, True,
-                   name="llm-pretraining moves H100 training to B200")
+            _event(
+                "migration",
+                series[s],
+                days[at],
+                days[min(at + 120, n_days - 1)],
+                size,
+                0.9,
+                True,
+                name="llm-pretraining moves H100 training to B200",
+            )
         )
 
 
@@ -406,13 +422,12 @@ def _capacity(
     np.add.at(pool_demand, pool_of_series, demand)
     installed = np.zeros((n_pools, n_days))
     orders: list[dict[str, object]] = []
-    quarter_starts = [
-        _day_index(date(y, m, 1)) for y in range(2023, 2028) for m in (1, 4, 7, 10)
-    ]
+    quarter_starts = [_day_index(date(y, m, 1)) for y in range(2023, 2028) for m in (1, 4, 7, 10)]
     history_end_index = n_history - 1
     # Two pools are chronically under-ordered: planners there forecast low.
     tight = {
-        i for i, p in enumerate(pools)
+        i
+        for i, p in enumerate(pools)
         if (p.accelerator, p.region) in {("h100-80gb", "us-east4"), ("tpu-v6e", "us-central1")}
     }
     for p, pool in enumerate(pools):
@@ -437,8 +452,10 @@ def _capacity(
             if quantity <= 0:
                 continue
             roll = rng.random()
-            slip = int(rng.integers(0, 8)) if roll < 0.65 else (
-                int(rng.integers(14, 43)) if roll < 0.9 else int(rng.integers(49, 85))
+            slip = (
+                int(rng.integers(0, 8))
+                if roll < 0.65
+                else (int(rng.integers(14, 43)) if roll < 0.9 else int(rng.integers(49, 85)))
             )
             cancelled = rng.random() < 0.04
             ordered_on = max(order_day, 0)
@@ -454,20 +471,24 @@ def _capacity(
                 status = "open"
                 deliveries[arrives] += quantity
                 on_books += quantity
-            orders.append({
-                "accelerator": pool.accelerator,
-                "region": pool.region,
-                "quantity": quantity,
-                "ordered_on": (HISTORY_START + timedelta(days=ordered_on)),
-                "expected_on": (HISTORY_START + timedelta(days=expected)),
-                "delivered_on": (HISTORY_START + timedelta(days=arrives)) if status == "delivered" else None,
-                "status": status,
-            })
+            orders.append(
+                {
+                    "accelerator": pool.accelerator,
+                    "region": pool.region,
+                    "quantity": quantity,
+                    "ordered_on": (HISTORY_START + timedelta(days=ordered_on)),
+                    "expected_on": (HISTORY_START + timedelta(days=expected)),
+                    "delivered_on": (HISTORY_START + timedelta(days=arrives))
+                    if status == "delivered"
+                    else None,
+                    "status": status,
+                }
+            )
         installed[p] = np.cumsum(deliveries[:n_days])
     weeks = np.arange(n_days) // 7
     failure = rng.beta(2.0, 90.0, size=(n_pools, int(weeks.max()) + 1))
     healthy = np.floor(installed * (1.0 - failure[:, weeks]))
-    orders.sort(key=lambda o: (o["ordered_on"], o["accelerator"], o["region"]))  # type: ignore[arg-type,return-value]
+    orders.sort(key=lambda o: (str(o["ordered_on"]), str(o["accelerator"]), str(o["region"])))
     for number, order in enumerate(orders, start=1):
         order["order_id"] = f"PO-{order['ordered_on'].year}-{number:04d}"  # type: ignore[attr-defined]
     del days

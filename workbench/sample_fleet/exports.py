@@ -26,8 +26,15 @@ from workbench.sample_fleet.jobs import JobSet
 __all__ = ["JOB_COLUMNS", "write_exports"]
 
 JOB_COLUMNS = (
-    "job_id", "submit_time", "start_time", "end_time", "chips",
-    "accelerator", "region", "team", "workload",
+    "job_id",
+    "submit_time",
+    "start_time",
+    "end_time",
+    "chips",
+    "accelerator",
+    "region",
+    "team",
+    "workload",
 )
 _CHUNK = 250_000
 
@@ -43,7 +50,9 @@ def _offset_seconds(offset: str) -> int:
     return sign * (int(hours) * 3600 + int(minutes) * 60)
 
 
-def _job_lines(fleet: Fleet, jobs: JobSet, rng: np.random.Generator) -> tuple[pl.DataFrame, int, int]:
+def _job_lines(
+    fleet: Fleet, jobs: JobSet, rng: np.random.Generator
+) -> tuple[pl.DataFrame, int, int]:
     """Render clean jobs as CSV lines; some use SKU aliases or local-time offsets."""
     series = fleet.series
     accel = np.array([s.accelerator for s in series])
@@ -68,7 +77,9 @@ def _job_lines(fleet: Fleet, jobs: JobSet, rng: np.random.Generator) -> tuple[pl
     )
     # Two clusters export local time with an offset: Tokyo always, Amsterdam during 2025.
     year_2025 = (pl.col("start") >= 1735689600) & (pl.col("start") < 1767225600)
-    local = (pl.col("region") == "asia-northeast1") | ((pl.col("region") == "europe-west4") & year_2025)
+    local = (pl.col("region") == "asia-northeast1") | (
+        (pl.col("region") == "europe-west4") & year_2025
+    )
     offset_text = pl.col("region").replace_strict(region_offset, default="+00:00")
     offset_secs = pl.col("region").replace_strict(
         {k: _offset_seconds(v) for k, v in region_offset.items()}, default=0
@@ -107,8 +118,10 @@ def _csv_line(fields: Sequence[str]) -> str:
 
 
 class _GzipText(io.StringIO):
-    """Text collected in memory and written as gzip on close, with mtime 0 and no file
-    name in the header so the bytes are identical from run to run."""
+    """Text collected in memory and written as gzip on close.
+
+    The gzip header gets mtime 0 and no file name, so the bytes are identical run to run.
+    """
 
     def __init__(self, path: Path) -> None:
         super().__init__()
@@ -130,7 +143,9 @@ def _write_jobs(
     out: Path, fleet: Fleet, jobs: JobSet, rng: np.random.Generator, compress: bool
 ) -> list[dict[str, Any]]:
     lines_frame, alias_rows, offset_rows = _job_lines(fleet, jobs, rng)
-    clean = lines_frame.select(pl.concat_str(list(JOB_COLUMNS), separator=",").alias("line"))["line"]
+    clean = lines_frame.select(pl.concat_str(list(JOB_COLUMNS), separator=",").alias("line"))[
+        "line"
+    ]
     n = clean.len()
     per_kind = max(6, n // 5000)
     insertions: list[tuple[int, int, str, dict[str, Any]]] = []
@@ -139,7 +154,9 @@ def _write_jobs(
     def add(position: int, text: str, kind: str, expected: str, field: str | None) -> None:
         nonlocal sequence
         sequence += 1
-        insertions.append((position, sequence, text, {"kind": kind, "expected": expected, "field": field}))
+        insertions.append(
+            (position, sequence, text, {"kind": kind, "expected": expected, "field": field})
+        )
 
     picks = rng.choice(n, size=per_kind * 8, replace=False)
     base_rows = lines_frame[np.sort(picks).tolist()]
@@ -161,7 +178,9 @@ def _write_jobs(
             bad["job_id"] = f"{row['job_id']}-r{kind_index + 1}"
             if kind == "end_before_start":
                 bad["end_time"], bad["start_time"] = row["start_time"], row["end_time"]
-                bad["submit_time"] = row["submit_time"] if row["submit_time"] <= row["end_time"] else row["end_time"]
+                bad["submit_time"] = (
+                    row["submit_time"] if row["submit_time"] <= row["end_time"] else row["end_time"]
+                )
                 if row["start_time"] == row["end_time"]:
                     continue
             elif kind == "negative_chips":
@@ -176,7 +195,13 @@ def _write_jobs(
                 bad["start_time"] = "2025-02-30T10:00:00Z"
             add(position, _csv_line([bad[c] for c in JOB_COLUMNS]), kind, expected, field)
         elif kind_index == len(variants):
-            add(position, _csv_line([row[c] for c in JOB_COLUMNS]), "duplicate_row", "duplicate", None)
+            add(
+                position,
+                _csv_line([row[c] for c in JOB_COLUMNS]),
+                "duplicate_row",
+                "duplicate",
+                None,
+            )
         else:
             add(position, "", "blank_line", "skipped", None)
     insertions.sort(key=lambda item: (item[0], item[1]))
@@ -206,12 +231,22 @@ def _write_jobs(
             records.append({"file": name, "line": line_number, **meta})
         write_clean(n)
     records.append(
-        {"file": name, "line": None, "kind": f"alias_accelerator x{alias_rows}",
-         "expected": "loaded", "field": "accelerator"}
+        {
+            "file": name,
+            "line": None,
+            "kind": f"alias_accelerator x{alias_rows}",
+            "expected": "loaded",
+            "field": "accelerator",
+        }
     )
     records.append(
-        {"file": name, "line": None, "kind": f"local_time_offset x{offset_rows}",
-         "expected": "loaded", "field": "start_time"}
+        {
+            "file": name,
+            "line": None,
+            "kind": f"local_time_offset x{offset_rows}",
+            "expected": "loaded",
+            "field": "start_time",
+        }
     )
     return records
 
@@ -232,23 +267,37 @@ def _inventory(fleet: Fleet) -> pl.DataFrame:
             day = _day(t)
             if day.weekday() != 0 or fleet.installed[p, t] <= 0:
                 continue
-            rows.append((day, pool.accelerator, pool.region, int(fleet.installed[p, t]), int(fleet.healthy[p, t])))
+            rows.append(
+                (
+                    day,
+                    pool.accelerator,
+                    pool.region,
+                    int(fleet.installed[p, t]),
+                    int(fleet.healthy[p, t]),
+                )
+            )
     return pl.DataFrame(
-        rows, schema=["date", "accelerator", "region", "installed_chips", "healthy_chips"], orient="row"
+        rows,
+        schema=["date", "accelerator", "region", "installed_chips", "healthy_chips"],
+        orient="row",
     ).sort("date", "accelerator", "region")
 
 
 def _allocations(fleet: Fleet, rng: np.random.Generator) -> pl.DataFrame:
     keys = sorted({(s.team, s.accelerator, s.region) for s in fleet.series})
     factor = {k: float(rng.uniform(1.0, 1.8)) for k in keys}
-    kind_of = {}
+    kind_of: dict[tuple[str, str, str], set[str]] = {}
     for s in fleet.series:
         kind_of.setdefault((s.team, s.accelerator, s.region), set()).add(s.workload)
     quarters = [date(y, m, 1) for y in range(2023, 2027) for m in (1, 4, 7, 10)]
     quarters = [q for q in quarters if date(2023, 10, 1) <= q <= date(2026, 10, 1)]
     rows = []
     for team, accelerator, region in keys:
-        members = [i for i, s in enumerate(fleet.series) if (s.team, s.accelerator, s.region) == (team, accelerator, region)]
+        members = [
+            i
+            for i, s in enumerate(fleet.series)
+            if (s.team, s.accelerator, s.region) == (team, accelerator, region)
+        ]
         total = fleet.demand_chips[members].sum(axis=0)
         for q in quarters:
             q_end = date(q.year + (q.month == 10), (q.month + 2) % 12 + 1, 1) - timedelta(days=1)
@@ -259,10 +308,18 @@ def _allocations(fleet: Fleet, rng: np.random.Generator) -> pl.DataFrame:
                 continue
             active = window[window > 0]
             chips = math.ceil(float(np.quantile(active, 0.9)) * factor[(team, accelerator, region)])
-            kind = "reservation" if kind_of[(team, accelerator, region)] & {"training", "serving"} else "quota"
-            rows.append((team, accelerator, region, max(q, HISTORY_START), q_end, float(chips), kind))
+            kind = (
+                "reservation"
+                if kind_of[(team, accelerator, region)] & {"training", "serving"}
+                else "quota"
+            )
+            rows.append(
+                (team, accelerator, region, max(q, HISTORY_START), q_end, float(chips), kind)
+            )
     return pl.DataFrame(
-        rows, schema=["team", "accelerator", "region", "valid_from", "valid_to", "chips", "kind"], orient="row"
+        rows,
+        schema=["team", "accelerator", "region", "valid_from", "valid_to", "chips", "kind"],
+        orient="row",
     )
 
 
@@ -285,9 +342,18 @@ def _metrics(fleet: Fleet, scale: Scale, rng: np.random.Generator) -> pl.DataFra
             values = np.clip(100 * busy * efficiency * ripple + rng.normal(0, 2.0, 24), 0, 100)
             stamp = np.datetime64(_day(t)).astype("datetime64[s]")
             for h in range(24):
-                rows.append((str(stamp + np.timedelta64(h, "h")) + "Z", pool.accelerator, pool.region,
-                             metric, round(float(values[h]), 1)))
-    return pl.DataFrame(rows, schema=["timestamp", "accelerator", "region", "metric", "value"], orient="row")
+                rows.append(
+                    (
+                        str(stamp + np.timedelta64(h, "h")) + "Z",
+                        pool.accelerator,
+                        pool.region,
+                        metric,
+                        round(float(values[h]), 1),
+                    )
+                )
+    return pl.DataFrame(
+        rows, schema=["timestamp", "accelerator", "region", "metric", "value"], orient="row"
+    )
 
 
 def _billing(fleet: Fleet, rng: np.random.Generator) -> pl.DataFrame:
@@ -312,14 +378,26 @@ def _billing(fleet: Fleet, rng: np.random.Generator) -> pl.DataFrame:
             rate = round(sku.on_demand_usd_per_hour * factor[pool.region], 4)
             cost = round(hours * rate, 2)
             resource += 1
-            rows.append({
-                "day": t, "BilledCost": cost, "EffectiveCost": cost, "ListCost": cost,
-                "ServiceName": service, "SkuId": sku.aliases[0],
-                "ResourceId": f"projects/fleet-burst/zones/{pool.region}-a/instances/burst-{resource:05d}",
-                "RegionId": pool.region, "PricingQuantity": hours, "ConsumedQuantity": hours,
-                "ChargeCategory": "Usage", "CommitmentDiscountId": None,
-                "CommitmentDiscountStatus": None, "Tags": json.dumps({"team": team}),
-            })
+            rows.append(
+                {
+                    "day": t,
+                    "BilledCost": cost,
+                    "EffectiveCost": cost,
+                    "ListCost": cost,
+                    "ServiceName": service,
+                    "SkuId": sku.aliases[0],
+                    "ResourceId": (
+                        f"projects/fleet-burst/zones/{pool.region}-a/instances/burst-{resource:05d}"
+                    ),
+                    "RegionId": pool.region,
+                    "PricingQuantity": hours,
+                    "ConsumedQuantity": hours,
+                    "ChargeCategory": "Usage",
+                    "CommitmentDiscountId": None,
+                    "CommitmentDiscountStatus": None,
+                    "Tags": json.dumps({"team": team}),
+                }
+            )
     # A cloud TPU v6e commitment for search-ranking, renewed larger after a year.
     sku = price["tpu-v6e"]
     for start, end, chips, cud in (
@@ -327,46 +405,84 @@ def _billing(fleet: Fleet, rng: np.random.Generator) -> pl.DataFrame:
         (date(2026, 7, 1), date(2027, 6, 30), 128, "cud-v6e-2026"),
     ):
         rate = sku.commit_1y_usd_per_hour
-        for t in range((start - HISTORY_START).days, min((end - HISTORY_START).days + 1, fleet.history_days)):
+        for t in range(
+            (start - HISTORY_START).days, min((end - HISTORY_START).days + 1, fleet.history_days)
+        ):
             day = _day(t)
             committed = chips * 24.0
             use = round(committed * float(np.clip(rng.normal(0.82, 0.1), 0.3, 1.0)), 1)
             common = {
-                "day": t, "ListCost": None, "ServiceName": "Cloud TPU", "SkuId": "TPU v6e",
+                "day": t,
+                "ListCost": None,
+                "ServiceName": "Cloud TPU",
+                "SkuId": "TPU v6e",
                 "ResourceId": f"projects/search-ranking/zones/us-central1-b/tpu/{cud}",
-                "RegionId": "us-central1", "ChargeCategory": "Usage", "CommitmentDiscountId": cud,
+                "RegionId": "us-central1",
+                "ChargeCategory": "Usage",
+                "CommitmentDiscountId": cud,
                 "Tags": json.dumps({"team": "search-ranking"}),
             }
-            rows.append(common | {
-                "BilledCost": 0.0, "EffectiveCost": round(use * rate, 2),
-                "ListCost": round(use * sku.on_demand_usd_per_hour, 2),
-                "PricingQuantity": use, "ConsumedQuantity": use, "CommitmentDiscountStatus": "Used",
-            })
-            rows.append(common | {
-                "BilledCost": 0.0, "EffectiveCost": round((committed - use) * rate, 2),
-                "PricingQuantity": round(committed - use, 1), "ConsumedQuantity": None,
-                "CommitmentDiscountStatus": "Unused",
-            })
+            rows.append(
+                common
+                | {
+                    "BilledCost": 0.0,
+                    "EffectiveCost": round(use * rate, 2),
+                    "ListCost": round(use * sku.on_demand_usd_per_hour, 2),
+                    "PricingQuantity": use,
+                    "ConsumedQuantity": use,
+                    "CommitmentDiscountStatus": "Used",
+                }
+            )
+            rows.append(
+                common
+                | {
+                    "BilledCost": 0.0,
+                    "EffectiveCost": round((committed - use) * rate, 2),
+                    "PricingQuantity": round(committed - use, 1),
+                    "ConsumedQuantity": None,
+                    "CommitmentDiscountStatus": "Unused",
+                }
+            )
             if day.day == 1:
                 month_days = ((day.replace(day=28) + timedelta(days=4)).replace(day=1) - day).days
-                rows.append(common | {
-                    "BilledCost": round(chips * 24.0 * month_days * rate, 2), "EffectiveCost": 0.0,
-                    "ChargeCategory": "Purchase", "PricingQuantity": chips * 24.0 * month_days,
-                    "ConsumedQuantity": None, "CommitmentDiscountStatus": None, "month_days": month_days,
-                })
+                rows.append(
+                    common
+                    | {
+                        "BilledCost": round(chips * 24.0 * month_days * rate, 2),
+                        "EffectiveCost": 0.0,
+                        "ChargeCategory": "Purchase",
+                        "PricingQuantity": chips * 24.0 * month_days,
+                        "ConsumedQuantity": None,
+                        "CommitmentDiscountStatus": None,
+                        "month_days": month_days,
+                    }
+                )
     frame = pl.DataFrame(rows, infer_schema_length=None).sort("day", "ResourceId", "ChargeCategory")
-    start = pl.lit(HISTORY_START).cast(pl.Datetime("us")) + pl.duration(days=pl.col("day"))
+    period_start = pl.lit(HISTORY_START).cast(pl.Datetime("us")) + pl.duration(days=pl.col("day"))
     length = pl.when(pl.col("ChargeCategory") == "Purchase").then(pl.col("month_days")).otherwise(1)
     out = frame.select(
-        start.dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("ChargePeriodStart"),
-        (start + pl.duration(days=length)).dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("ChargePeriodEnd"),
-        "BilledCost", "EffectiveCost", "ListCost",
+        period_start.dt.strftime("%Y-%m-%dT%H:%M:%SZ").alias("ChargePeriodStart"),
+        (period_start + pl.duration(days=length))
+        .dt.strftime("%Y-%m-%dT%H:%M:%SZ")
+        .alias("ChargePeriodEnd"),
+        "BilledCost",
+        "EffectiveCost",
+        "ListCost",
         pl.lit("USD").alias("BillingCurrency"),
-        "ServiceName", "SkuId", "ResourceId", "RegionId", "PricingQuantity",
+        "ServiceName",
+        "SkuId",
+        "ResourceId",
+        "RegionId",
+        "PricingQuantity",
         pl.lit("Hours").alias("PricingUnit"),
         "ConsumedQuantity",
-        pl.when(pl.col("ConsumedQuantity").is_not_null()).then(pl.lit("Hours")).alias("ConsumedUnit"),
-        "ChargeCategory", "CommitmentDiscountId", "CommitmentDiscountStatus", "Tags",
+        pl.when(pl.col("ConsumedQuantity").is_not_null())
+        .then(pl.lit("Hours"))
+        .alias("ConsumedUnit"),
+        "ChargeCategory",
+        "CommitmentDiscountId",
+        "CommitmentDiscountStatus",
+        "Tags",
     )
     # FOCUS exports write missing values as the string 'null'.
     return out.with_columns(pl.col(c).cast(pl.String).fill_null("null") for c in out.columns)
@@ -412,7 +528,8 @@ def _price_toml() -> str:
             f"[region.{r.id}]",
             f"usd_per_kwh = {r.usd_per_kwh:g}  # industrial tariff, EIA / Eurostat / METI 2025-26",
             f"pue = {r.pue:g}  # site PUE, within the 1.1-1.5 public hyperscaler range",
-            f"facility_usd_per_kw_month = {r.facility_usd_per_kw_month:g}  # colocation rate per kW of IT load",
+            f"facility_usd_per_kw_month = {r.facility_usd_per_kw_month:g}"
+            "  # colocation rate per kW of IT load",
             f"cloud_price_factor = {r.cloud_price_factor:g}",
             "",
         ]
@@ -439,14 +556,19 @@ def _price_toml() -> str:
 
 
 def _events(fleet: Fleet) -> tuple[pl.DataFrame, pl.DataFrame]:
-    rows = sorted(fleet.events, key=lambda e: (e["start"], e["accelerator"], e["team"], e["name"]))  # type: ignore[arg-type,return-value]
+    rows = sorted(
+        fleet.events,
+        key=lambda e: (str(e["start"]), str(e["accelerator"]), str(e["team"]), str(e["name"])),
+    )
     truth = pl.DataFrame(
         [{"event_id": f"EV-{i:04d}", **e} for i, e in enumerate(rows, start=1)],
         schema_overrides={"end": pl.Date, "start": pl.Date},
     )
     # One past launch in five was never announced: exports only know the others.
-    unannounced = (pl.col("kind") == "launch") & (pl.col("start") <= HISTORY_END) & (
-        pl.int_range(pl.len()) % 5 == 0
+    unannounced = (
+        (pl.col("kind") == "launch")
+        & (pl.col("start") <= HISTORY_END)
+        & (pl.int_range(pl.len()) % 5 == 0)
     )
     known = truth.filter(~unannounced).drop("happens")
     return known, truth
@@ -461,9 +583,16 @@ def write_exports(
     _write_csv(_allocations(fleet, rng), out / "allocations" / "allocations.csv")
     orders = pl.DataFrame(
         fleet.orders,
-        schema={"order_id": pl.String, "accelerator": pl.String, "region": pl.String,
-                "quantity": pl.Int64, "ordered_on": pl.Date, "expected_on": pl.Date,
-                "delivered_on": pl.Date, "status": pl.String},
+        schema={
+            "order_id": pl.String,
+            "accelerator": pl.String,
+            "region": pl.String,
+            "quantity": pl.Int64,
+            "ordered_on": pl.Date,
+            "expected_on": pl.Date,
+            "delivered_on": pl.Date,
+            "status": pl.String,
+        },
     )
     _write_csv(orders, out / "orders" / "orders.csv")
     known, truth_events = _events(fleet)
@@ -477,9 +606,19 @@ def write_exports(
     truth = out / "truth"
     truth.mkdir(parents=True, exist_ok=True)
     _write_csv(truth_events, truth / "events.csv")
-    _write_csv(pl.DataFrame(defects, schema={"file": pl.String, "line": pl.Int64, "kind": pl.String,
-                                              "expected": pl.String, "field": pl.String}),
-               truth / "defects.csv")
+    _write_csv(
+        pl.DataFrame(
+            defects,
+            schema={
+                "file": pl.String,
+                "line": pl.Int64,
+                "kind": pl.String,
+                "expected": pl.String,
+                "field": pl.String,
+            },
+        ),
+        truth / "defects.csv",
+    )
     _write_csv(series_frame(fleet), truth / "series.csv")
     n_series, n_days = fleet.demand_chips.shape
     keys = series_frame(fleet)
@@ -503,11 +642,24 @@ def write_exports(
     )
     starts = keys["first_day"]
     demand = (
-        demand.join(keys.with_row_index("series").with_columns(pl.col("series").cast(pl.Int64)),
-                    on="series", how="left")
+        demand.join(
+            keys.with_row_index("series").with_columns(pl.col("series").cast(pl.Int64)),
+            on="series",
+            how="left",
+        )
         .filter(pl.col("date") >= pl.col("first_day"))
-        .select("date", "accelerator", "region", "team", "workload", "demand_chip_hours",
-                "used_chip_hours", "queued_chip_hours", "pool_full", "in_history")
+        .select(
+            "date",
+            "accelerator",
+            "region",
+            "team",
+            "workload",
+            "demand_chip_hours",
+            "used_chip_hours",
+            "queued_chip_hours",
+            "pool_full",
+            "in_history",
+        )
         .sort("accelerator", "region", "team", "workload", "date")
     )
     del starts
@@ -541,8 +693,14 @@ def write_exports(
             orders.filter(pl.col("delivered_on") > pl.col("expected_on") + timedelta(days=7)).height
         ),
         "events": known.height,
-        "defects": pl.DataFrame(defects).group_by("kind", "expected").len().sort("kind")
-        .select(pl.format("{} ({})", "kind", "expected"), "len").rows(),
+        "defects": pl.DataFrame(defects)
+        .group_by("kind", "expected")
+        .len()
+        .sort("kind")
+        .select(pl.format("{} ({})", "kind", "expected"), "len")
+        .rows(),
     }
-    (truth / "summary.json").write_text(json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8")
+    (truth / "summary.json").write_text(
+        json.dumps(summary, indent=2, default=str) + "\n", encoding="utf-8"
+    )
     return summary

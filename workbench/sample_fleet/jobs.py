@@ -97,7 +97,9 @@ def generate_jobs(fleet: Fleet, rng: np.random.Generator) -> JobSet:
     # One job per series-day for the fractional lane.
     p_series, p_day = np.nonzero(partial_seconds)
     p_duration = partial_seconds[p_series, p_day]
-    p_offset = np.floor(rng.random(p_series.size) * (SECONDS_PER_DAY - p_duration + 1)).astype(np.int64)
+    p_offset = np.floor(rng.random(p_series.size) * (SECONDS_PER_DAY - p_duration + 1)).astype(
+        np.int64
+    )
     p_start = epoch0 + p_day * SECONDS_PER_DAY + p_offset
     p_end = p_start + p_duration
 

@@ -1,0 +1,119 @@
+"""The app's usage page, driven through Streamlit's AppTest with real widget changes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import polars as pl
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from workbench.ingest import ingest
+from workbench.store import Workspace
+from workbench.usage import ALL, UsageFilter, usage_history, usage_totals
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE = ROOT / "data_samples"
+
+
+@pytest.fixture(scope="module")
+def app_workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
+    workspace = Workspace(tmp_path_factory.mktemp("app") / "workspace").init()
+    ingest(workspace, "catalog", [SAMPLE / "catalog" / "sku_catalog.toml"])
+    ingest(workspace, "allocations", [SAMPLE / "allocations" / "allocations.csv"])
+    ingest(workspace, "jobs", [SAMPLE / "jobs" / "jobs.csv.gz"])
+    return workspace
+
+
+def _app(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(workspace))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    app.run()
+    assert not app.exception, app.exception
+    return app
+
+
+def _metrics(app: AppTest) -> dict[str, str]:
+    return {metric.label: metric.value for metric in app.metric}
+
+
+def _expected(workspace: Workspace, selection: UsageFilter) -> dict[str, float | None]:
+    history = usage_history(
+        workspace.read_table("usage_daily"), workspace.read_table("allocations"), selection
+    )
+    return usage_totals(history)
+
+
+def _millions(value: float | None) -> str:
+    assert value is not None
+    return f"{value / 1e6:,.2f} M chip-h"
+
+
+def test_usage_page_shows_fleet_totals_and_a_chart(app_workspace, monkeypatch):
+    app = _app(app_workspace.root, monkeypatch)
+    expected = _expected(app_workspace, UsageFilter(grain="week"))
+    metrics = _metrics(app)
+    assert metrics["Used"] == _millions(expected["chip_hours_used"])
+    assert metrics["Allocated"] == _millions(expected["chip_hours_allocated"])
+    assert [s.label for s in app.selectbox] == ["Accelerator", "Region", "Team", "Workload"]
+    assert len(app.get("plotly_chart")) == 1
+
+
+def test_picking_accelerator_region_and_team_narrows_the_numbers(app_workspace, monkeypatch):
+    app = _app(app_workspace.root, monkeypatch)
+    fleet_used = _metrics(app)["Used"]
+    app.selectbox(key="usage_accelerator").set_value("h100-80gb").run()
+    assert not app.exception
+    h100 = _metrics(app)["Used"]
+    assert h100 != fleet_used
+    assert h100 == _millions(_expected(app_workspace, UsageFilter(accelerator="h100-80gb"))["chip_hours_used"])
+    # Region options narrow to the regions that have H100 usage.
+    usage = app_workspace.read_table("usage_daily")
+    h100_regions = sorted(usage.filter(pl.col("accelerator") == "h100-80gb")["region"].unique())
+    assert app.selectbox(key="usage_region").options == [ALL, *h100_regions]
+    app.selectbox(key="usage_region").set_value("us-central1").run()
+    team = app.selectbox(key="usage_team").options[1]
+    app.selectbox(key="usage_team").set_value(team).run()
+    assert not app.exception
+    selection = UsageFilter(accelerator="h100-80gb", region="us-central1", team=team, grain="week")
+    expected = _expected(app_workspace, selection)
+    value = expected["chip_hours_used"]
+    assert value is not None
+    shown = _metrics(app)["Used"]
+    assert shown == (_millions(value) if value >= 1e6 else f"{value:,.0f} chip-h")
+
+
+def test_choosing_one_workload_hides_allocations(app_workspace, monkeypatch):
+    app = _app(app_workspace.root, monkeypatch)
+    app.selectbox(key="usage_workload").set_value("serving").run()
+    assert not app.exception
+    assert _metrics(app)["Allocated"] == "n/a"
+    assert _metrics(app)["Used / allocated"] == "n/a"
+
+
+def test_grain_changes_the_number_of_periods(app_workspace, monkeypatch):
+    app = _app(app_workspace.root, monkeypatch)
+    app.radio(key="usage_grain").set_value("month").run()
+    monthly = app.dataframe[0].value
+    app.radio(key="usage_grain").set_value("day").run()
+    daily = app.dataframe[0].value
+    assert len(daily) > 28 * len(monthly)
+    assert daily["chip_hours_used"].sum() == pytest.approx(monthly["chip_hours_used"].sum())
+
+
+def test_empty_workspace_explains_what_to_do(tmp_path, monkeypatch):
+    workspace = Workspace(tmp_path / "empty").init()
+    app = _app(workspace.root, monkeypatch)
+    assert "workbench demo" in app.info[0].value
+
+
+def test_usage_history_matches_a_plain_loop(app_workspace):
+    usage = app_workspace.read_table("usage_daily")
+    history = usage_history(usage, app_workspace.read_table("allocations"),
+                            UsageFilter(team="speech", grain="month"))
+    for row in history.iter_rows(named=True):
+        start = row["period"]
+        end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
+        in_month = usage.filter((pl.col("team") == "speech") & (pl.col("date") >= start) & (pl.col("date") < end))
+        assert row["chip_hours_used"] == pytest.approx(in_month["chip_hours_used"].sum())
+        assert row["chip_hours_queued"] == pytest.approx(in_month["chip_hours_queued"].sum())
