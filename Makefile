@@ -32,6 +32,7 @@ demo: env  ## the main job: ingest the sample fleet into ./workspace and open th
 
 lint: env  ## ruff and mypy
 	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/mypy
 
 pytest: env chromium  ## the test suite only

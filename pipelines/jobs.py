@@ -21,11 +21,10 @@ from pathlib import Path
 
 import polars as pl
 
-from pipelines.readers import PROBLEM_COLUMN, RawTable, read_delimited
+from pipelines.readers import PROBLEM_COLUMN, RawTable, read_delimited, split_broken_rows
 from workbench.schema import (
     USAGE_DAILY,
     AcceleratorResolver,
-    Check,
     validate_job_records,
 )
 
@@ -202,14 +201,9 @@ def ingest_job_records(
     first = frame.select(pl.struct(data_columns).is_first_distinct()).to_series()
     duplicates = int((~first).sum())
     frame = frame.filter(first)
-    problem = Check(
-        field="line",
-        fails=pl.col(PROBLEM_COLUMN).is_not_null(),
-        reason=pl.col(PROBLEM_COLUMN),
-    )
-    validated = validate_job_records(
-        frame, source=source, resolver=resolver, extra_checks=[problem]
-    )
+    sound, broken = split_broken_rows(frame, table="job_records", source=source)
+    validated = validate_job_records(sound, source=source, resolver=resolver)
+    quarantine = pl.concat([validated.quarantine, broken]).sort("line")
     good = validated.good
     usage = jobs_to_usage_daily(good, source)
     chip_hours_in = float(
@@ -221,10 +215,10 @@ def ingest_job_records(
     return JobIngest(
         source=source,
         usage_daily=usage,
-        quarantine=validated.quarantine,
+        quarantine=quarantine,
         rows_read=raw.rows_read,
         rows_loaded=good.height,
-        rows_quarantined=validated.quarantine.height,
+        rows_quarantined=quarantine.height,
         duplicates_dropped=duplicates,
         blank_lines=raw.blank_lines,
         chip_hours_in=chip_hours_in,

@@ -21,7 +21,7 @@ import polars as pl
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["PROBLEM_COLUMN", "RawTable", "read_delimited"]
+__all__ = ["PROBLEM_COLUMN", "RawTable", "read_delimited", "split_broken_rows"]
 
 PROBLEM_COLUMN = "__problem"
 _REPLACEMENT = "\ufffd"
@@ -145,3 +145,26 @@ def read_delimited(
         schema={**{name: pl.String for name in data}, "line": pl.Int64, PROBLEM_COLUMN: pl.String},
     )
     return RawTable(path=path, frame=frame, blank_lines=blank, header=tuple(header))
+
+
+def split_broken_rows(
+    frame: pl.DataFrame, *, table: str, source: str
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Separate rows the reader could not split right from the rest.
+
+    Returns the sound rows (without ``__problem``) and a quarantine frame for the broken
+    ones, with field ``line``, the reader's reason and the raw fields as JSON.
+    """
+    data_columns = [c for c in frame.columns if c not in ("line", PROBLEM_COLUMN)]
+    broken = frame.filter(pl.col(PROBLEM_COLUMN).is_not_null())
+    sound = frame.filter(pl.col(PROBLEM_COLUMN).is_null()).drop(PROBLEM_COLUMN)
+    quarantine = broken.select(
+        pl.lit(table).alias("table"),
+        pl.lit(source).alias("source"),
+        pl.col("line").cast(pl.Int64),
+        pl.lit("line").alias("field"),
+        pl.lit(None, dtype=pl.String).alias("value"),
+        pl.col(PROBLEM_COLUMN).alias("reason"),
+        pl.struct(data_columns).struct.json_encode().alias("record"),
+    )
+    return sound, quarantine

@@ -66,7 +66,9 @@ def test_picking_accelerator_region_and_team_narrows_the_numbers(app_workspace, 
     assert not app.exception
     h100 = _metrics(app)["Used"]
     assert h100 != fleet_used
-    assert h100 == _millions(_expected(app_workspace, UsageFilter(accelerator="h100-80gb"))["chip_hours_used"])
+    assert h100 == _millions(
+        _expected(app_workspace, UsageFilter(accelerator="h100-80gb"))["chip_hours_used"]
+    )
     # Region options narrow to the regions that have H100 usage.
     usage = app_workspace.read_table("usage_daily")
     h100_regions = sorted(usage.filter(pl.col("accelerator") == "h100-80gb")["region"].unique())
@@ -109,11 +111,14 @@ def test_empty_workspace_explains_what_to_do(tmp_path, monkeypatch):
 
 def test_usage_history_matches_a_plain_loop(app_workspace):
     usage = app_workspace.read_table("usage_daily")
-    history = usage_history(usage, app_workspace.read_table("allocations"),
-                            UsageFilter(team="speech", grain="month"))
+    history = usage_history(
+        usage, app_workspace.read_table("allocations"), UsageFilter(team="speech", grain="month")
+    )
     for row in history.iter_rows(named=True):
         start = row["period"]
         end = start.replace(year=start.year + (start.month == 12), month=start.month % 12 + 1)
-        in_month = usage.filter((pl.col("team") == "speech") & (pl.col("date") >= start) & (pl.col("date") < end))
+        in_month = usage.filter(
+            (pl.col("team") == "speech") & (pl.col("date") >= start) & (pl.col("date") < end)
+        )
         assert row["chip_hours_used"] == pytest.approx(in_month["chip_hours_used"].sum())
         assert row["chip_hours_queued"] == pytest.approx(in_month["chip_hours_queued"].sum())

@@ -53,11 +53,24 @@ def served_app(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     ingest(workspace, "allocations", [SAMPLE / "allocations" / "allocations.csv"])
     ingest(workspace, "jobs", [SAMPLE / "jobs" / "jobs.csv.gz"])
     port = _free_port()
-    command = [sys.executable, "-m", "workbench.cli", "app", "--workspace", str(workspace.root),
-               "--port", str(port)]
-    process = subprocess.Popen(command, cwd=ROOT, start_new_session=True,
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    command = [
+        sys.executable,
+        "-m",
+        "workbench.cli",
+        "app",
+        "--workspace",
+        str(workspace.root),
+        "--port",
+        str(port),
+    ]
+    process = subprocess.Popen(
+        command,
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     try:
         _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", process)
         yield f"http://127.0.0.1:{port}/"

@@ -11,6 +11,7 @@ and date; :func:`load_price_book` expands them to one row per accelerator and re
 
 from __future__ import annotations
 
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -43,9 +44,15 @@ def read_toml(path: Path) -> dict[str, Any]:
         with path.open("rb") as handle:
             return tomllib.load(handle)
     except tomllib.TOMLDecodeError as exc:
+        message = str(getattr(exc, "msg", exc))
         line = getattr(exc, "lineno", None)
+        # Before Python 3.14 the position is only in the text: "... (at line 3, column 5)".
+        position = re.search(r" \(at line (\d+), column (\d+)\)$", message)
+        if position:
+            line = line or int(position.group(1))
+            message = f"{message[: position.start()]} at column {position.group(2)}"
         raise WorkbenchError(
-            f"not valid TOML: {getattr(exc, 'msg', exc)}",
+            f"not valid TOML: {message}",
             file=path,
             line=line,
             fix="correct the TOML syntax at that line",

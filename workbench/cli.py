@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 from typing import Annotated, Any
 
-import click
 import polars as pl
 import typer
 from rich.console import Console
@@ -33,7 +32,12 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 app = typer.Typer(
     name="workbench",
-    help="Fleet Workbench: usage, forecasts, procurement and costs for ML accelerator fleets.",
+    help=(
+        "Fleet Workbench: usage, forecasts, procurement and costs for ML accelerator fleets.\n\n"
+        "Start with [bold]workbench demo[/bold] (ingests the bundled sample fleet and opens the "
+        "app), or step by step: [bold]workbench init[/bold], [bold]workbench ingest catalog "
+        "FILE[/bold], [bold]workbench ingest jobs FILE[/bold], [bold]workbench app[/bold]."
+    ),
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
@@ -67,12 +71,7 @@ WorkspaceOption = Annotated[
 def _root(
     debug: Annotated[bool, typer.Option("--debug", help="Show tracebacks on errors.")] = False,
 ) -> None:
-    """Fleet Workbench: the capacity planner's workbench for ML accelerator fleets (TPUs, GPUs).
-
-    Typical session: [bold]workbench demo[/bold], or step by step:
-    [bold]workbench init[/bold], [bold]workbench ingest catalog ...[/bold],
-    [bold]workbench ingest jobs ...[/bold], [bold]workbench app[/bold].
-    """
+    """Handle options shared by every command."""
     del debug  # read by main() before parsing, so errors during parsing obey it too
 
 
@@ -148,6 +147,10 @@ def ingest(
 ) -> None:
     from workbench.ingest import ingest as run_ingest
 
+    for path in paths:
+        if not path.is_file():
+            problem = "is a folder, not a file" if path.is_dir() else "file not found"
+            raise WorkbenchError(problem, file=path, fix="check the path and try again")
     ws = Workspace(workspace)
     if not ws.exists():
         ws.init()
@@ -312,6 +315,8 @@ def _streamlit_command(workspace: Path, port: int, address: str) -> list[str]:
         "true",
         "--browser.gatherUsageStats",
         "false",
+        "--client.toolbarMode",
+        "viewer",
         "--",
         "--workspace",
         str(workspace.resolve()),
@@ -396,20 +401,13 @@ def main() -> None:
     """Entry point: run the CLI, turning errors into one readable line."""
     debug = "--debug" in sys.argv
     try:
-        app(standalone_mode=False)
+        # Standalone mode: typer itself handles --help, usage errors and exit codes.
+        app()
     except WorkbenchError as exc:
         if debug:
             raise
         typer.echo(f"error: {exc.one_line()}", err=True)
         sys.exit(2)
-    except click.exceptions.Abort:
-        typer.echo("aborted", err=True)
-        sys.exit(130)
-    except click.exceptions.ClickException as exc:
-        exc.show()
-        sys.exit(exc.exit_code)
-    except click.exceptions.Exit as exc:
-        sys.exit(exc.exit_code)
     except Exception as exc:
         if debug:
             raise

@@ -17,7 +17,7 @@ from typing import Any
 import polars as pl
 
 from pipelines.jobs import ingest_job_records
-from pipelines.readers import PROBLEM_COLUMN, read_delimited
+from pipelines.readers import PROBLEM_COLUMN, read_delimited, split_broken_rows
 from workbench.catalog import SkuCatalog, load_price_book, load_sku_catalog
 from workbench.errors import WorkbenchError
 from workbench.schema import (
@@ -123,20 +123,9 @@ def _read_csv_table(
     data_columns = [c for c in frame.columns if c not in ("line", PROBLEM_COLUMN)]
     first = frame.select(pl.struct(data_columns).is_first_distinct()).to_series()
     frame = frame.filter(first)
-    fine = frame.filter(pl.col(PROBLEM_COLUMN).is_null()).drop(PROBLEM_COLUMN)
-    validated = validator(fine, source=source, resolver=resolver)
-    problems = frame.filter(pl.col(PROBLEM_COLUMN).is_not_null())
-    if problems.height:
-        # Rows a CSV parser cannot split right (wrong number of fields) go straight to quarantine.
-        broken = problems.select(
-            pl.lit(table).alias("table"),
-            pl.lit(source).alias("source"),
-            pl.col("line"),
-            pl.lit("line").alias("field"),
-            pl.lit(None, dtype=pl.String).alias("value"),
-            pl.col(PROBLEM_COLUMN).alias("reason"),
-            pl.struct(data_columns).struct.json_encode().alias("record"),
-        )
+    sound, broken = split_broken_rows(frame, table=table, source=source)
+    validated = validator(sound, source=source, resolver=resolver)
+    if broken.height:
         validated = Validated(
             good=validated.good,
             quarantine=pl.concat([validated.quarantine, broken]).sort("line"),

@@ -448,7 +448,8 @@ def validate(
         [
             (
                 pl.col(f"{c}__raw")
-                if raw.schema.get(c) == spec.schema[c]
+                # Strings are always cleaned: trimmed, and empty text is a missing value.
+                if raw.schema.get(c) == spec.schema[c] and spec.schema[c] != pl.String
                 else _cast_expr(f"{c}__raw", spec.schema[c])
             ).alias(c)
             for c in spec.schema.names()

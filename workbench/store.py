@@ -257,8 +257,12 @@ class Workspace:
         return self.read_table(name).lazy()
 
     def table_names(self) -> list[str]:
-        """Tables present in the workspace."""
-        return sorted(p.stem for p in self.tables_dir.glob("*.parquet"))
+        """Tables present in the workspace (not the leftovers of a crashed write)."""
+        return sorted(
+            p.stem
+            for p in self.tables_dir.glob("*.parquet")
+            if not p.name.startswith(_STAGING_PREFIX)
+        )
 
     def write_table(self, name: str, frame: pl.DataFrame) -> Path:
         """Replace a table atomically: write beside it, then rename over it.
@@ -375,8 +379,10 @@ class Workspace:
                     f"CREATE VIEW \"run_{output}\" AS SELECT * FROM read_parquet('{quoted}')"
                 )
             try:
-                result: pl.DataFrame = connection.execute(query).pl()  # type: ignore[attr-defined]
-                return result
+                # A relation, not execute(): DuckDB 2 connections have no .pl(), and a
+                # statement that returns no rows (CREATE, SET) gives no relation.
+                relation = connection.sql(query)
+                return pl.DataFrame() if relation is None else relation.pl()
             except duckdb.Error as exc:
                 first_line = str(exc).splitlines()[0]
                 raise WorkbenchError(

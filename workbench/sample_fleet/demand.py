@@ -202,13 +202,18 @@ def _new_series(
     else:
         chips = sizes[1]
         hours = 8.0
+    delay = 0
+    if pool.opened > HISTORY_START:
+        # Series on a new pool start within its first weeks, yet always with three weeks of
+        # history left: a pool that opens just before the end (B200) must not start empty.
+        room = max(min(_day_index(HISTORY_END) - _day_index(pool.opened) - 20, 60), 0)
+        delay = int(rng.integers(0, 60)) * room // 60
     return SeriesSpec(
         team=team,
         workload=workload,
         accelerator=pool.accelerator,
         region=pool.region,
-        start_index=_day_index(pool.opened)
-        + (int(rng.integers(0, 60)) if pool.opened > HISTORY_START else 0),
+        start_index=_day_index(pool.opened) + delay,
         base_chips=base,
         growth_per_year=float(rng.normal(math.log(2.0), 0.18)),
         job_chips=max(1, round(chips * scale.job_chips_factor)),

@@ -8,8 +8,9 @@ lane covers whole days, the chip-hours of each day are known exactly without spl
 job: the ground truth does not depend on the code it is used to test.
 
 On a day when the series' pool is full, jobs that start after midnight were submitted
-earlier and waited, within the same day, for the unmet chip-hours of that day: queued
-chip-hours are positive exactly where the pool was full.
+earlier and waited, within the same day, for the unmet chip-hours of that day. Queued
+chip-hours are therefore zero on every day the pool had room, and positive on full days
+except where no job of the series started after midnight (rare: its lanes ran all day).
 """
 
 from __future__ import annotations

@@ -55,9 +55,10 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
         go.Bar(
             x=x,
             y=history["chip_hours_queued"].to_list(),
-            name="queued (unmet)",
+            name="queued, unmet (right axis)",
             marker={"color": "#d62728"},
-            opacity=0.7,
+            opacity=0.6,
+            yaxis="y2",
         )
     )
     figure.update_layout(
@@ -66,8 +67,18 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
         yaxis_title=f"chip-hours per {grain}",
         hovermode="x unified",
         legend={"orientation": "h", "y": 1.08},
+        # Queued chip-hours are small next to used ones but matter: give them their own scale.
+        yaxis2={
+            "title": "queued chip-hours",
+            "overlaying": "y",
+            "side": "right",
+            "showgrid": False,
+            "tickformat": ",.0f",
+            "rangemode": "tozero",
+        },
+        barmode="overlay",
     )
-    figure.update_yaxes(tickformat=",.0f")
+    figure.update_yaxes(tickformat=",.0f", rangemode="tozero")
     return figure
 
 
