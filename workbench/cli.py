@@ -187,6 +187,20 @@ def ingest(
         console.print("Nothing changed: every file was already ingested with the same bytes.")
 
 
+def _one_line_reconciliation(file: Any) -> str:
+    """``read = loaded + quarantined + duplicates; chip-hours in = out``, checked."""
+    if file.skipped:
+        return "unchanged since the last ingest"
+    rec = file.reconciliation
+    text = (
+        f"{rec['rows_read']:,} read = {rec['rows_loaded']:,} loaded + "
+        f"{rec['rows_quarantined']:,} quarantined + {rec['duplicates_dropped']:,} duplicates"
+    )
+    if "chip_hours_in" in rec:
+        text += f"; {rec['chip_hours_in']:,.0f} chip-hours in, {rec['chip_hours_out']:,.0f} out"
+    return text + ("" if rec.get("balanced") else "  [red]NOT BALANCED[/red]")
+
+
 def _print_reconciliation(files: list[Any]) -> None:
     table = Table(title="Reconciliation", title_justify="left")
     for column in (
@@ -376,17 +390,9 @@ def demo(
             report = run_ingest(ws, kind, [path])
             progress.advance(task)
             for file in report.files:
-                rec = file.reconciliation
-                state = (
-                    "unchanged"
-                    if file.skipped
-                    else (
-                        f"{rec.get('rows_loaded', 0):,} loaded, "
-                        f"{rec.get('rows_quarantined', 0):,} quarantined, "
-                        f"{rec.get('duplicates_dropped', 0):,} duplicates"
-                    )
+                progress.console.print(
+                    f"  {kind:<12} {path.name:<22} {_one_line_reconciliation(file)}"
                 )
-                progress.console.print(f"  {kind:<12} {path.name:<22} {state}")
     usage = ws.read_table("usage_daily")
     console.print(
         f"Workspace {workspace}: {usage.height:,} usage rows, "
