@@ -61,31 +61,25 @@ def main() -> None:
             )
             summary = json.loads((fleet / "truth" / "summary.json").read_text())
             jobs = _jobs_file(fleet)
-            workspace = Path(scratch) / f"ws-{scale}"
-            _measure([workbench, "init", "--workspace", str(workspace)])
-            _measure(
-                [
-                    workbench,
-                    "ingest",
-                    "catalog",
-                    str(fleet / "catalog" / "sku_catalog.toml"),
-                    "--workspace",
-                    str(workspace),
-                ]
-            )
-            ingested = _measure(
-                [workbench, "ingest", "jobs", str(jobs), "--workspace", str(workspace)]
-            )
-            results.append(
-                {
-                    "scale": scale,
-                    "jobs": summary["jobs"],
-                    "jobs_file_mb": round(jobs.stat().st_size / 2**20, 1),
-                    "generate": generated,
-                    "ingest_jobs": ingested,
-                    "ingest_jobs_per_second": round(summary["jobs"] / ingested["seconds"]),
-                }
-            )
+            result: dict[str, object] = {
+                "scale": scale,
+                "jobs": summary["jobs"],
+                "jobs_file_mb": round(jobs.stat().st_size / 2**20, 1),
+                "generate": generated,
+            }
+            # The first-form reader holds every field as a Python string: 10M jobs would
+            # need ~18 GB. The large fleet waits for the streaming reader (ingestion issue).
+            if scale != "large":
+                workspace = Path(scratch) / f"ws-{scale}"
+                catalog = str(fleet / "catalog" / "sku_catalog.toml")
+                _measure([workbench, "init", "--workspace", str(workspace)])
+                _measure([workbench, "ingest", "catalog", catalog, "--workspace", str(workspace)])
+                ingested = _measure(
+                    [workbench, "ingest", "jobs", str(jobs), "--workspace", str(workspace)]
+                )
+                result["ingest_jobs"] = ingested
+                result["ingest_jobs_per_second"] = round(summary["jobs"] / ingested["seconds"])
+            results.append(result)
     OUT.mkdir(parents=True, exist_ok=True)
     payload = {
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version()},
@@ -95,11 +89,13 @@ def main() -> None:
     print("| fleet | jobs | jobs file | generate (s / peak MB) | ingest (s / peak MB) | jobs/s |")
     print("|---|---:|---:|---:|---:|---:|")
     for r in results:
-        g, i = r["generate"], r["ingest_jobs"]
+        g = r["generate"]
+        i = r.get("ingest_jobs")
+        ingest = f"{i['seconds']} / {i['peak_rss_mb']:,.0f}" if i else "not yet"  # type: ignore[index]
+        rate = f"{r['ingest_jobs_per_second']:,}" if i else "n/a"
         print(
             f"| {r['scale']} | {r['jobs']:,} | {r['jobs_file_mb']} MB | {g['seconds']} / "  # type: ignore[index]
-            f"{g['peak_rss_mb']:,.0f} | {i['seconds']} / {i['peak_rss_mb']:,.0f} | "  # type: ignore[index]
-            f"{r['ingest_jobs_per_second']:,} |"
+            f"{g['peak_rss_mb']:,.0f} | {ingest} | {rate} |"  # type: ignore[index]
         )
 
 

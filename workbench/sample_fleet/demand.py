@@ -61,7 +61,7 @@ class Scale:
         presets = {
             "small": Scale("small", 1, 1.0, 6.0, 4.0, 14, compress_jobs=True),
             "medium": Scale("medium", 2, 1.0, 1.0, 1.0, 28),
-            "large": Scale("large", 3, 2.0, 0.5, 0.25, 28),
+            "large": Scale("large", 3, 1.0, 1.0, 0.45, 28),
         }
         if name not in presets:
             raise ValueError(f"unknown scale '{name}': use small, medium or large")
