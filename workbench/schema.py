@@ -274,6 +274,42 @@ JOB_RECORDS = _spec(
     doc="Scheduler job records, the input of usage_daily (not stored as a table).",
 )
 
+USAGE_HOURLY = _spec(
+    "usage_hourly",
+    [
+        ("hour", UTC_DATETIME, "start of the UTC hour"),
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id"),
+        ("team", pl.String(), "team name"),
+        ("workload", pl.String(), "one of training, serving, research, batch, unknown"),
+        ("chip_hours_used", pl.Float64(), "chip-hours run in the hour"),
+        ("chip_hours_queued", pl.Float64(), "chip-hours waited in the hour"),
+        ("peak_chips", pl.Float64(), "largest number of chips running at once in the hour"),
+        ("source", pl.String(), "connector and file the row came from"),
+    ],
+    key=("hour", "accelerator", "region", "team", "workload"),
+    required=("chip_hours_used", "chip_hours_queued", "peak_chips", "source"),
+    doc="Hourly usage, for serving pools whose peak within the day matters (--grain hour).",
+)
+
+UTILIZATION_DAILY = _spec(
+    "utilization_daily",
+    [
+        ("date", pl.Date(), "UTC calendar day"),
+        ("accelerator", pl.String(), "SKU catalog id"),
+        ("region", pl.String(), "region id"),
+        ("team", pl.String(), "team, when the metric carries one (null: the whole pool)"),
+        ("metric", pl.String(), "metric name, e.g. DCGM_FI_DEV_GPU_UTIL"),
+        ("chip_hours_observed", pl.Float64(), "chip-hours the metric covered (chips x hours)"),
+        ("chip_hours_busy", pl.Float64(), "chip-hours busy: observed x utilization"),
+        ("samples", pl.Int64(), "metric samples aggregated"),
+        ("source", pl.String(), "connector and file the row came from"),
+    ],
+    key=("date", "accelerator", "region", "team", "metric"),
+    required=("chip_hours_observed", "chip_hours_busy", "samples", "source"),
+    doc="Busy chip-hours from utilization metrics (Prometheus/DCGM), per pool and day.",
+)
+
 TABLES: dict[str, TableSpec] = {
     spec.name: spec
     for spec in (
@@ -286,6 +322,8 @@ TABLES: dict[str, TableSpec] = {
         SKU_CATALOG,
         PRICE_BOOK,
         JOB_RECORDS,
+        USAGE_HOURLY,
+        UTILIZATION_DAILY,
     )
 }
 
