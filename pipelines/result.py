@@ -1,5 +1,4 @@
-"""What every connector returns: the rows it produced, the rows it rejected, and the proof
-that nothing was lost."""
+"""What every connector returns: rows produced, rows rejected, and proof nothing was lost."""
 
 from __future__ import annotations
 

@@ -32,6 +32,8 @@ from workbench.schema import (
     validate_price_book,
     validate_sku_catalog,
     validate_usage_daily,
+    validate_usage_hourly,
+    validate_utilization_daily,
 )
 
 SOURCE = "test:rows.csv"
@@ -360,6 +362,26 @@ USAGE: dict[str, str | None] = {
     "chip_hours_queued": "0",
     "peak_chips": "8",
 }
+USAGE_HOUR: dict[str, str | None] = {
+    "hour": "2026-01-05T13:00:00Z",
+    "accelerator": "NVIDIA H100 80GB HBM3",
+    "region": "us-central1",
+    "team": "vision",
+    "workload": "serving",
+    "chip_hours_used": "6",
+    "chip_hours_queued": "0.5",
+    "peak_chips": "8",
+}
+UTILIZATION: dict[str, str | None] = {
+    "date": "2026-01-05",
+    "accelerator": "h100-80gb",
+    "region": "us-central1",
+    "team": None,
+    "metric": "DCGM_FI_DEV_GPU_UTIL",
+    "chip_hours_observed": "192",
+    "chip_hours_busy": "120.5",
+    "samples": "2880",
+}
 INVENTORY: dict[str, str | None] = {
     "date": "2026-01-05",
     "accelerator": "tpu-v5e",
@@ -457,6 +479,14 @@ def _usage(raw: pl.DataFrame, catalog: SkuCatalog) -> Validated:
     return validate_usage_daily(raw, source=SOURCE, resolver=catalog)
 
 
+def _usage_hourly(raw: pl.DataFrame, catalog: SkuCatalog) -> Validated:
+    return validate_usage_hourly(raw, source=SOURCE, resolver=catalog)
+
+
+def _utilization(raw: pl.DataFrame, catalog: SkuCatalog) -> Validated:
+    return validate_utilization_daily(raw, source=SOURCE, resolver=catalog)
+
+
 def _inventory(raw: pl.DataFrame, catalog: SkuCatalog) -> Validated:
     return validate_inventory(raw, source=SOURCE, resolver=catalog)
 
@@ -493,6 +523,8 @@ def _job_records(raw: pl.DataFrame, catalog: SkuCatalog) -> Validated:
 Validator = Callable[[pl.DataFrame, SkuCatalog], Validated]
 VALIDATORS: dict[str, tuple[Validator, dict[str, str | None]]] = {
     "usage_daily": (_usage, USAGE),
+    "usage_hourly": (_usage_hourly, USAGE_HOUR),
+    "utilization_daily": (_utilization, UTILIZATION),
     "inventory": (_inventory, INVENTORY),
     "allocations": (_allocations, ALLOCATION),
     "orders": (_orders, ORDER),

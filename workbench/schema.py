@@ -46,6 +46,8 @@ __all__ = [
     "validate_price_book",
     "validate_sku_catalog",
     "validate_usage_daily",
+    "validate_usage_hourly",
+    "validate_utilization_daily",
 ]
 
 WORKLOADS: tuple[str, ...] = ("training", "serving", "research", "batch", "unknown")
@@ -305,7 +307,9 @@ UTILIZATION_DAILY = _spec(
         ("samples", pl.Int64(), "metric samples aggregated"),
         ("source", pl.String(), "connector and file the row came from"),
     ],
-    key=("date", "accelerator", "region", "team", "metric"),
+    # team is null for pool-wide metrics, so it cannot be a key column; rows are unique on
+    # (date, accelerator, region, team, metric) with null as its own value.
+    key=("date", "accelerator", "region", "metric"),
     required=("chip_hours_observed", "chip_hours_busy", "samples", "source"),
     doc="Busy chip-hours from utilization metrics (Prometheus/DCGM), per pool and day.",
 )
@@ -693,6 +697,50 @@ def validate_usage_daily(
     ]
     validated = validate(raw, USAGE_DAILY, source=source, checks=checks, resolver=resolver)
     return _finish(validated, _lowercase(["workload"]))
+
+
+def validate_usage_hourly(
+    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+) -> Validated:
+    """Validate usage_hourly rows: non-negative chip-hours, at most one hour of each chip."""
+    checks = [
+        _non_negative("chip_hours_used"),
+        _non_negative("chip_hours_queued"),
+        _non_negative("peak_chips"),
+        _one_of("workload", WORKLOADS),
+        Check(
+            "chip_hours_used",
+            pl.col("chip_hours_used") > pl.col("peak_chips") + 1e-6,
+            pl.format(
+                "chip_hours_used {} exceeds 1 h x peak_chips {}",
+                pl.col("chip_hours_used"),
+                pl.col("peak_chips"),
+            ),
+        ),
+    ]
+    validated = validate(raw, USAGE_HOURLY, source=source, checks=checks, resolver=resolver)
+    return _finish(validated, _lowercase(["workload"]))
+
+
+def validate_utilization_daily(
+    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+) -> Validated:
+    """Validate utilization_daily rows: busy chip-hours between zero and observed."""
+    checks = [
+        _non_negative("chip_hours_observed"),
+        _non_negative("chip_hours_busy"),
+        _non_negative("samples"),
+        Check(
+            "chip_hours_busy",
+            pl.col("chip_hours_busy") > pl.col("chip_hours_observed") * (1 + 1e-9),
+            pl.format(
+                "chip_hours_busy {} exceeds chip_hours_observed {}",
+                pl.col("chip_hours_busy"),
+                pl.col("chip_hours_observed"),
+            ),
+        ),
+    ]
+    return validate(raw, UTILIZATION_DAILY, source=source, checks=checks, resolver=resolver)
 
 
 def validate_inventory(
