@@ -1,37 +1,54 @@
-"""Scheduler job records -> ``usage_daily``.
+"""Scheduler job records -> ``usage_daily`` (or ``usage_hourly``), streaming.
 
 Each job holds ``chips`` from ``start_time`` to ``end_time`` and waited from ``submit_time``
-to ``start_time``. The pipeline splits both intervals at UTC midnights, so a job that spans
-days contributes to each day exactly the hours it ran (or waited) on it:
+to ``start_time``. Both intervals are split at UTC period boundaries (midnights, or hours
+with ``grain="hour"``), so a job contributes to each period exactly the time it ran or
+waited in it:
 
-* ``chip_hours_used``: sum over jobs of chips x hours run that day;
-* ``chip_hours_queued``: sum over jobs of chips x hours waited that day (unmet demand);
-* ``peak_chips``: the most chips running at one instant that day, from a sweep over the
-  start and end events of the day's job segments (ends before starts at equal instants, so
-  back-to-back jobs are not counted as overlapping), not from an average.
+* ``chip_hours_used``: sum over jobs of chips x hours run in the period;
+* ``chip_hours_queued``: sum over jobs of chips x hours waited in the period (unmet demand);
+* ``peak_chips``: the most chips running at one instant in the period, from a sweep over the
+  start and end events of the period's job segments (ends before starts at equal instants,
+  so back-to-back jobs do not overlap), not from an average. Segments covering the whole
+  period add a constant, so only partial segments are swept.
 
-Nothing is lost: every data row is loaded, quarantined with a reason, or dropped as an
-exact duplicate, and :class:`JobIngest` carries the reconciliation that proves it.
+The file is read in blocks (:class:`~pipelines.readers.RecordReader`); each block is
+validated and reduced to a compact form (series id, three instants, chips: 40 bytes a job),
+so memory holds the compact jobs, never every job-day at once. The day split then runs
+series by series. Nothing is lost: every data row is loaded, quarantined with a reason,
+excluded by the column map's filter, or dropped as an exact duplicate (two independent
+64-bit hashes of the raw row), and :class:`JobIngest` carries the reconciliation.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING, Literal
 
+import numpy as np
 import polars as pl
 
-from pipelines.readers import PROBLEM_COLUMN, RawTable, read_delimited, split_broken_rows
+from pipelines.readers import PROBLEM_COLUMN, RecordReader, split_broken_rows
 from workbench.schema import (
+    QUARANTINE_SCHEMA,
     USAGE_DAILY,
+    USAGE_HOURLY,
     AcceleratorResolver,
     validate_job_records,
 )
 
+if TYPE_CHECKING:
+    from pipelines.column_map import ColumnMap
+
 __all__ = [
     "JOB_REQUIRED_COLUMNS",
+    "SERIES_KEYS",
     "JobIngest",
     "ingest_job_records",
+    "jobs_to_usage",
     "jobs_to_usage_daily",
     "split_by_day",
 ]
@@ -48,7 +65,10 @@ JOB_REQUIRED_COLUMNS = (
 )
 JOB_OPTIONAL_COLUMNS = ("workload",)
 SERIES_KEYS = ("accelerator", "region", "team", "workload")
-_HOUR_US = 3_600_000_000
+Grain = Literal["day", "hour"]
+_US_PER_HOUR = 3_600_000_000
+_PERIOD_US: dict[str, int] = {"day": 24 * _US_PER_HOUR, "hour": _US_PER_HOUR}
+_SEGMENTS_PER_CHUNK = 4_000_000
 
 
 @dataclass(frozen=True)
@@ -57,6 +77,7 @@ class JobIngest:
 
     source: str
     usage_daily: pl.DataFrame
+    """The usage table produced: ``usage_daily``, or ``usage_hourly`` for the hour grain."""
     quarantine: pl.DataFrame
     rows_read: int
     rows_loaded: int
@@ -66,15 +87,26 @@ class JobIngest:
     chip_hours_in: float
     """Chips x run hours of the loaded jobs, before splitting."""
     chip_hours_out: float
-    """Sum of ``chip_hours_used`` of the produced ``usage_daily`` rows."""
+    """Sum of ``chip_hours_used`` of the produced rows."""
     queued_chip_hours_in: float
     queued_chip_hours_out: float
+    rows_excluded: int = 0
+    """Rows the column map's filter left out on purpose (e.g. Slurm job steps)."""
+    running_jobs: int = 0
+    """Jobs with no end yet, cut at the export time."""
+    grain: Grain = "day"
+    excluded: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUARANTINE_SCHEMA))
+
+    @property
+    def table(self) -> str:
+        """Name of the produced table."""
+        return "usage_hourly" if self.grain == "hour" else "usage_daily"
 
     @property
     def balanced(self) -> bool:
-        """Rows read = loaded + quarantined + duplicates, and chip-hours in = out."""
-        rows_ok = (
-            self.rows_read == self.rows_loaded + self.rows_quarantined + self.duplicates_dropped
+        """Rows read = loaded + quarantined + excluded + duplicates, and chip-hours in = out."""
+        rows_ok = self.rows_read == (
+            self.rows_loaded + self.rows_quarantined + self.rows_excluded + self.duplicates_dropped
         )
         tolerance = 1e-9 * max(1.0, abs(self.chip_hours_in))
         hours_ok = abs(self.chip_hours_in - self.chip_hours_out) <= tolerance
@@ -86,11 +118,14 @@ class JobIngest:
         """The reconciliation as a plain mapping, for manifests and printing."""
         return {
             "source": self.source,
+            "table": self.table,
             "rows_read": self.rows_read,
             "rows_loaded": self.rows_loaded,
             "rows_quarantined": self.rows_quarantined,
+            "rows_excluded": self.rows_excluded,
             "duplicates_dropped": self.duplicates_dropped,
             "blank_lines": self.blank_lines,
+            "running_jobs": self.running_jobs,
             "chip_hours_in": self.chip_hours_in,
             "chip_hours_out": self.chip_hours_out,
             "queued_chip_hours_in": self.queued_chip_hours_in,
@@ -99,10 +134,203 @@ class JobIngest:
         }
 
 
+# -- the split -------------------------------------------------------------------------
+def _period_split(
+    start: np.ndarray, end: np.ndarray, period_us: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Split ``[start, end)`` at period boundaries: (job index, period, seg start, seg end)."""
+    keep = np.flatnonzero(end > start)
+    first = start[keep] // period_us
+    last = (end[keep] - 1) // period_us
+    count = (last - first + 1).astype(np.int64)
+    total = int(count.sum())
+    job = np.repeat(keep, count)
+    offset = np.arange(total, dtype=np.int64) - np.repeat(np.cumsum(count) - count, count)
+    period = np.repeat(first, count) + offset
+    period_start = period * period_us
+    seg_start = np.maximum(start[job], period_start)
+    seg_end = np.minimum(end[job], period_start + period_us)
+    return job, period, seg_start, seg_end
+
+
+def _usage_of_chunk(
+    series: np.ndarray,
+    submit: np.ndarray,
+    start: np.ndarray,
+    end: np.ndarray,
+    chips: np.ndarray,
+    period_us: int,
+) -> pl.DataFrame:
+    """Used, queued and peak per (series, period) for jobs whose series are all here."""
+    job, period, seg_start, seg_end = _period_split(start, end, period_us)
+    q_job, q_period, q_start, q_end = _period_split(submit, start, period_us)
+    raw_keys = (
+        np.concatenate([series[job], series[q_job]]),
+        np.concatenate([period, q_period]),
+    )
+    if raw_keys[0].size == 0:
+        return _empty_usage()
+    cells, cell_series, cell_period = _cells(*raw_keys)
+    run_cell, wait_cell = cells[: job.size], cells[job.size :]
+    n_cells = cell_series.size
+    used = np.bincount(
+        run_cell, weights=chips[job] * ((seg_end - seg_start) / _US_PER_HOUR), minlength=n_cells
+    ).astype(np.float64, copy=False)
+    queued = np.bincount(
+        wait_cell, weights=chips[q_job] * ((q_end - q_start) / _US_PER_HOUR), minlength=n_cells
+    ).astype(np.float64, copy=False)
+    # Peak: segments covering the whole period are a constant; sweep the partial ones.
+    period_start = period * period_us
+    whole = (seg_start == period_start) & (seg_end == period_start + period_us)
+    peak = np.bincount(run_cell[whole], weights=chips[job[whole]], minlength=n_cells).astype(
+        np.float64, copy=False
+    )
+    partial = np.flatnonzero(~whole)
+    if partial.size:
+        p_chips = chips[job[partial]]
+        event_cell = np.concatenate([run_cell[partial], run_cell[partial]])
+        event_at = np.concatenate([seg_start[partial], seg_end[partial]])
+        event_delta = np.concatenate([p_chips, -p_chips])
+        order = np.lexsort((event_delta, event_at, event_cell))
+        event_cell, event_delta = event_cell[order], event_delta[order]
+        running = np.cumsum(event_delta)
+        first = np.flatnonzero(np.r_[True, event_cell[1:] != event_cell[:-1]])
+        before = running[first] - event_delta[first]
+        peak[event_cell[first]] += np.maximum.reduceat(running, first) - before
+    return pl.DataFrame(
+        {
+            "series": cell_series,
+            "period": cell_period,
+            "chip_hours_used": used,
+            "chip_hours_queued": queued,
+            "peak_chips": peak,
+        }
+    )
+
+
+def _cells(series: np.ndarray, period: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Number each distinct (series, period): per-element cell ids and each cell's keys."""
+    s_min, p_min = int(series.min()), int(period.min())
+    p_span = int(period.max()) - p_min + 1
+    dense = (series - s_min) * p_span + (period - p_min)
+    n_dense = (int(series.max()) - s_min + 1) * p_span
+    if n_dense <= max(8_000_000, 2 * dense.size):
+        seen = np.zeros(n_dense, dtype=bool)
+        seen[dense] = True
+        occupied = np.flatnonzero(seen)
+        index = np.full(n_dense, -1, dtype=np.int64)
+        index[occupied] = np.arange(occupied.size)
+        cells = index[dense]
+    else:
+        occupied, cells = np.unique(dense, return_inverse=True)
+    return cells, occupied // p_span + s_min, occupied % p_span + p_min
+
+
+def _empty_usage() -> pl.DataFrame:
+    return pl.DataFrame(
+        schema={
+            "series": pl.Int64,
+            "period": pl.Int64,
+            "chip_hours_used": pl.Float64,
+            "chip_hours_queued": pl.Float64,
+            "peak_chips": pl.Float64,
+        }
+    )
+
+
+def _chunks_by_series(series: np.ndarray, segments: np.ndarray) -> Iterator[slice]:
+    """Slices of series-sorted jobs, cut between series, of about _SEGMENTS_PER_CHUNK."""
+    n = series.size
+    begin = 0
+    cumulative = np.cumsum(segments)
+    while begin < n:
+        target = (cumulative[begin - 1] if begin else 0) + _SEGMENTS_PER_CHUNK
+        stop = int(np.searchsorted(cumulative, target, side="right"))
+        stop = max(stop, begin + 1)
+        if stop < n:
+            # never cut inside a series: move the cut to the next series boundary
+            boundary = int(np.searchsorted(series, series[stop - 1], side="right"))
+            stop = max(boundary, begin + 1)
+        yield slice(begin, min(stop, n))
+        begin = min(stop, n)
+
+
+def jobs_to_usage(jobs: pl.DataFrame, source: str, *, grain: Grain = "day") -> pl.DataFrame:
+    """Turn validated job records into ``usage_daily`` (or ``usage_hourly``) rows."""
+    spec = USAGE_HOURLY if grain == "hour" else USAGE_DAILY
+    if jobs.height == 0:
+        return spec.empty()
+    keys = jobs.select(SERIES_KEYS).unique(maintain_order=True).with_row_index("series")
+    compact = jobs.join(keys, on=list(SERIES_KEYS), how="left").select(
+        pl.col("series").cast(pl.Int64),
+        pl.col("submit_time").dt.epoch("us").alias("submit"),
+        pl.col("start_time").dt.epoch("us").alias("start"),
+        pl.col("end_time").dt.epoch("us").alias("end"),
+        pl.col("chips").cast(pl.Float64),
+    )
+    usage = _usage_of_compact(compact, grain)
+    return _finish_usage(usage, keys, source, grain)
+
+
+def jobs_to_usage_daily(jobs: pl.DataFrame, source: str) -> pl.DataFrame:
+    """Turn validated job records into ``usage_daily`` rows (one per series and day)."""
+    return jobs_to_usage(jobs, source, grain="day")
+
+
+def _usage_of_compact(compact: pl.DataFrame, grain: Grain) -> pl.DataFrame:
+    period_us = _PERIOD_US[grain]
+    ordered = compact.sort("series")
+    series = ordered["series"].to_numpy()
+    submit = ordered["submit"].to_numpy()
+    start = ordered["start"].to_numpy()
+    end = ordered["end"].to_numpy()
+    chips = ordered["chips"].to_numpy()
+    run_periods = np.where(end > start, (end - 1) // period_us - start // period_us + 1, 0)
+    wait_periods = np.where(start > submit, (start - 1) // period_us - submit // period_us + 1, 0)
+    parts = [
+        _usage_of_chunk(series[s], submit[s], start[s], end[s], chips[s], period_us)
+        for s in _chunks_by_series(series, run_periods + wait_periods + 1)
+    ]
+    return (
+        pl.concat(parts)
+        if parts
+        else pl.DataFrame(
+            schema={
+                "series": pl.Int64,
+                "period": pl.Int64,
+                "chip_hours_used": pl.Float64,
+                "chip_hours_queued": pl.Float64,
+                "peak_chips": pl.Float64,
+            }
+        )
+    )
+
+
+def _finish_usage(
+    usage: pl.DataFrame, keys: pl.DataFrame, source: str, grain: Grain
+) -> pl.DataFrame:
+    spec = USAGE_HOURLY if grain == "hour" else USAGE_DAILY
+    period_us = _PERIOD_US[grain]
+    instant = pl.from_epoch(pl.col("period") * period_us, time_unit="us").dt.replace_time_zone(
+        "UTC"
+    )
+    when = instant.alias("hour") if grain == "hour" else instant.dt.date().alias("date")
+    extra = (
+        [] if grain == "hour" else [pl.lit(None, dtype=pl.Float64).alias("chip_hours_allocated")]
+    )
+    frame = (
+        usage.join(keys.with_columns(pl.col("series").cast(pl.Int64)), on="series", how="left")
+        .with_columns(when, pl.lit(source).alias("source"), *extra)
+        .select(spec.schema.names())
+        .sort(spec.schema.names()[0], *SERIES_KEYS)
+    )
+    return frame.cast(dict(spec.schema))  # type: ignore[arg-type]
+
+
 def split_by_day(
     frame: pl.LazyFrame, start: str, end: str, keys: tuple[str, ...] = SERIES_KEYS
 ) -> pl.LazyFrame:
-    """Split ``[start, end)`` intervals at UTC midnights.
+    """Split ``[start, end)`` intervals at UTC midnights (a plain polars form, for checks).
 
     Returns one row per interval and day it touches, with the keys, ``chips``, ``date`` and
     the segment's ``segment_start``/``segment_end`` instants. Empty intervals vanish.
@@ -129,100 +357,227 @@ def split_by_day(
     )
 
 
-def _segment_hours() -> pl.Expr:
-    return (pl.col("segment_end") - pl.col("segment_start")).dt.total_microseconds() / _HOUR_US
+# -- the file --------------------------------------------------------------------------
+@dataclass
+class _Accumulator:
+    """What the blocks of one file add up to, in compact form."""
 
+    series: dict[tuple[str | None, ...], int] = field(default_factory=dict)
+    compact: list[pl.DataFrame] = field(default_factory=list)
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    excluded: list[pl.DataFrame] = field(default_factory=list)
+    hashes: list[pl.DataFrame] = field(default_factory=list)
+    running: int = 0
 
-def jobs_to_usage_daily(jobs: pl.DataFrame, source: str) -> pl.DataFrame:
-    """Turn validated job records into ``usage_daily`` rows (one per series and day)."""
-    lazy = jobs.lazy()
-    run_segments = split_by_day(lazy, "start_time", "end_time")
-    used = run_segments.group_by(*SERIES_KEYS, "date").agg(
-        (pl.col("chips") * _segment_hours()).sum().alias("chip_hours_used")
-    )
-    queued = (
-        split_by_day(lazy, "submit_time", "start_time")
-        .group_by(*SERIES_KEYS, "date")
-        .agg((pl.col("chips") * _segment_hours()).sum().alias("chip_hours_queued"))
-    )
-    events = pl.concat(
-        [
-            run_segments.select(
-                *SERIES_KEYS,
-                "date",
-                pl.col("segment_start").alias("at"),
-                pl.col("chips").alias("delta"),
-            ),
-            run_segments.select(
-                *SERIES_KEYS,
-                "date",
-                pl.col("segment_end").alias("at"),
-                (-pl.col("chips")).alias("delta"),
-            ),
-        ]
-    )
-    peak = (
-        events.sort(*SERIES_KEYS, "date", "at", "delta")
-        .with_columns(pl.col("delta").cum_sum().over(*SERIES_KEYS, "date").alias("running"))
-        .group_by(*SERIES_KEYS, "date")
-        .agg(pl.col("running").max().alias("peak_chips"))
-    )
-    daily = (
-        used.join(queued, on=[*SERIES_KEYS, "date"], how="full", coalesce=True)
-        .join(peak, on=[*SERIES_KEYS, "date"], how="left", coalesce=True)
-        .with_columns(
-            pl.col("chip_hours_used").fill_null(0.0),
-            pl.col("chip_hours_queued").fill_null(0.0),
-            pl.col("peak_chips").fill_null(0.0),
-            pl.lit(None, dtype=pl.Float64).alias("chip_hours_allocated"),
-            pl.lit(source).alias("source"),
+    def series_ids(self, good: pl.DataFrame) -> pl.Series:
+        keys = good.select(SERIES_KEYS)
+        for row in keys.unique().iter_rows():
+            self.series.setdefault(row, len(self.series))
+        table = pl.DataFrame(
+            [(*k, v) for k, v in self.series.items()],
+            schema={**{k: pl.String for k in SERIES_KEYS}, "series": pl.Int64},
+            orient="row",
         )
-        .select(USAGE_DAILY.schema.names())
-        .sort("date", *SERIES_KEYS)
-    )
-    return daily.collect().cast(dict(USAGE_DAILY.schema))  # type: ignore[arg-type]
+        return keys.join(table, on=list(SERIES_KEYS), how="left", maintain_order="left")["series"]
+
+    def keys_frame(self) -> pl.DataFrame:
+        return pl.DataFrame(
+            [(v, *k) for k, v in self.series.items()],
+            schema={"series": pl.Int64, **{k: pl.String for k in SERIES_KEYS}},
+            orient="row",
+        )
 
 
 def _hours(start: str, end: str) -> pl.Expr:
-    return (pl.col(end) - pl.col(start)).dt.total_microseconds().clip(lower_bound=0) / _HOUR_US
+    return (pl.col(end) - pl.col(start)).clip(lower_bound=0) / _US_PER_HOUR
 
 
 def ingest_job_records(
-    path: Path, *, resolver: AcceleratorResolver, source: str | None = None
+    path: Path,
+    *,
+    resolver: AcceleratorResolver,
+    source: str | None = None,
+    column_map: ColumnMap | None = None,
+    export_time: datetime | None = None,
+    grain: Grain = "day",
+    progress: Callable[[int], None] | None = None,
 ) -> JobIngest:
-    """Read, deduplicate, validate and split one job-record file."""
+    """Read, map, deduplicate, validate and split one job-record file, streaming.
+
+    ``column_map`` translates another scheduler's layout (see :mod:`pipelines.column_map`);
+    ``export_time`` cuts jobs still running. ``progress`` is called with the rows read so far.
+    """
     source = source or f"job_records:{path}"
-    raw: RawTable = read_delimited(
-        path, required=JOB_REQUIRED_COLUMNS, optional=JOB_OPTIONAL_COLUMNS
+    if column_map is not None:
+        from pipelines.column_map import apply_column_map
+
+        reader = RecordReader(
+            path,
+            required=tuple(column_map.source_columns),
+            delimiter=column_map.delimiter,
+            has_header=column_map.has_header,
+            column_names=column_map.column_names,
+            format=column_map.format,
+        )
+    else:
+        reader = RecordReader(path, required=JOB_REQUIRED_COLUMNS, optional=JOB_OPTIONAL_COLUMNS)
+    acc = _Accumulator()
+    ordinal = 0
+    for block in reader:
+        data_columns = [c for c in block.columns if c not in ("line", PROBLEM_COLUMN)]
+        batch = block.with_columns(
+            pl.int_range(ordinal, ordinal + block.height, dtype=pl.Int64).alias("__ordinal")
+        )
+        ordinal += batch.height
+        acc.hashes.append(
+            batch.select(
+                "__ordinal",
+                pl.struct(data_columns).hash(seed=11).alias("h1"),
+                pl.struct(data_columns).hash(seed=29).alias("h2"),
+            )
+        )
+        rows = batch
+        if column_map is not None:
+            result = apply_column_map(batch, column_map, export_time=export_time)
+            rows = _with_ordinals(result.mapped, batch)
+            if result.excluded.height:
+                excluded = _with_ordinals(result.excluded, batch)
+                acc.excluded.append(_excluded_rows(excluded, source))
+            if "running" in rows.columns:
+                acc.running += int(rows["running"].fill_null(False).sum())
+                rows = rows.drop("running")
+        sound, broken = split_broken_rows(rows, table="job_records", source=source)
+        if broken.height:
+            acc.quarantine.append(
+                broken.with_columns(rows.filter(pl.col(PROBLEM_COLUMN).is_not_null())["__ordinal"])
+            )
+        validated = validate_job_records(sound, source=source, resolver=resolver)
+        if validated.quarantine.height:
+            acc.quarantine.append(
+                validated.quarantine.join(sound.select("line", "__ordinal"), on="line", how="left")
+            )
+        good = validated.good
+        acc.compact.append(
+            pl.DataFrame(
+                {
+                    "__ordinal": sound.join(
+                        validated.quarantine.select("line"),
+                        on="line",
+                        how="anti",
+                        maintain_order="left",
+                    )["__ordinal"],
+                    "series": acc.series_ids(good),
+                }
+            ).with_columns(
+                good["submit_time"].dt.epoch("us").alias("submit"),
+                good["start_time"].dt.epoch("us").alias("start"),
+                good["end_time"].dt.epoch("us").alias("end"),
+                good["chips"].alias("chips"),
+            )
+        )
+        if progress is not None:
+            progress(ordinal)
+
+    duplicate_ordinals = _duplicates(acc.hashes)
+    compact = (
+        pl.concat(acc.compact)
+        if acc.compact
+        else pl.DataFrame(
+            schema={
+                "__ordinal": pl.Int64,
+                "series": pl.Int64,
+                "submit": pl.Int64,
+                "start": pl.Int64,
+                "end": pl.Int64,
+                "chips": pl.Float64,
+            }
+        )
     )
-    frame = raw.frame
-    data_columns = [c for c in frame.columns if c not in ("line", PROBLEM_COLUMN)]
-    # An exact copy of an earlier row is the same job exported twice: drop it, count it.
-    first = frame.select(pl.struct(data_columns).is_first_distinct()).to_series()
-    duplicates = int((~first).sum())
-    frame = frame.filter(first)
-    sound, broken = split_broken_rows(frame, table="job_records", source=source)
-    validated = validate_job_records(sound, source=source, resolver=resolver)
-    quarantine = pl.concat([validated.quarantine, broken]).sort("line")
-    good = validated.good
-    usage = jobs_to_usage_daily(good, source)
-    chip_hours_in = float(
-        good.select((pl.col("chips") * _hours("start_time", "end_time")).sum()).item() or 0.0
+    quarantine = (
+        pl.concat(acc.quarantine, how="diagonal_relaxed")
+        if acc.quarantine
+        else pl.DataFrame(schema={**dict(QUARANTINE_SCHEMA), "__ordinal": pl.Int64})
     )
-    queued_in = float(
-        good.select((pl.col("chips") * _hours("submit_time", "start_time")).sum()).item() or 0.0
+    excluded = (
+        pl.concat(acc.excluded)
+        if acc.excluded
+        else pl.DataFrame(schema={**dict(QUARANTINE_SCHEMA), "__ordinal": pl.Int64})
     )
+    if duplicate_ordinals.len():
+        compact = compact.filter(~pl.col("__ordinal").is_in(duplicate_ordinals.implode()))
+        quarantine = quarantine.filter(~pl.col("__ordinal").is_in(duplicate_ordinals.implode()))
+        excluded = excluded.filter(~pl.col("__ordinal").is_in(duplicate_ordinals.implode()))
+    quarantine = (
+        quarantine.sort("line")
+        .select(QUARANTINE_SCHEMA.names())
+        .cast(
+            dict(QUARANTINE_SCHEMA)  # type: ignore[arg-type]
+        )
+    )
+    excluded = excluded.sort("line").select(QUARANTINE_SCHEMA.names())
+    usage = _finish_usage(_usage_of_compact(compact, grain), acc.keys_frame(), source, grain)
+    totals = compact.select(
+        (pl.col("chips") * _hours("start", "end")).sum().alias("run"),
+        (pl.col("chips") * _hours("submit", "start")).sum().alias("wait"),
+    ).row(0)
     return JobIngest(
         source=source,
         usage_daily=usage,
         quarantine=quarantine,
-        rows_read=raw.rows_read,
-        rows_loaded=good.height,
+        rows_read=reader.rows_read,
+        rows_loaded=compact.height,
         rows_quarantined=quarantine.height,
-        duplicates_dropped=duplicates,
-        blank_lines=raw.blank_lines,
-        chip_hours_in=chip_hours_in,
+        duplicates_dropped=int(duplicate_ordinals.len()),
+        blank_lines=reader.blank_lines,
+        chip_hours_in=float(totals[0] or 0.0),
         chip_hours_out=float(usage["chip_hours_used"].sum()),
-        queued_chip_hours_in=queued_in,
+        queued_chip_hours_in=float(totals[1] or 0.0),
         queued_chip_hours_out=float(usage["chip_hours_queued"].sum()),
+        rows_excluded=excluded.height,
+        running_jobs=acc.running,
+        grain=grain,
+        excluded=excluded,
+    )
+
+
+def _with_ordinals(frame: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
+    """Give mapped rows back the ordinals of the raw rows they came from (by line)."""
+    if "__ordinal" in frame.columns:
+        return frame
+    if PROBLEM_COLUMN not in frame.columns:
+        frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN))
+    return frame.join(batch.select("line", "__ordinal"), on="line", how="left")
+
+
+def _duplicates(hashes: list[pl.DataFrame]) -> pl.Series:
+    """Ordinals of rows that repeat an earlier row exactly (both 64-bit hashes equal).
+
+    Only rows whose first hash repeats (rare) are compared on both, to keep memory low.
+    """
+    if not hashes:
+        return pl.Series("__ordinal", [], dtype=pl.Int64)
+    every = pl.concat(hashes)
+    candidates = every.filter(pl.col("h1").is_duplicated())
+    repeated = candidates.filter(~pl.struct("h1", "h2").is_first_distinct())
+    return repeated["__ordinal"]
+
+
+def _excluded_rows(excluded: pl.DataFrame, source: str) -> pl.DataFrame:
+    data_columns = [
+        c
+        for c in excluded.columns
+        if c not in ("line", PROBLEM_COLUMN, "__ordinal", "reason") and not c.startswith("__")
+    ]
+    reason = (
+        pl.col("reason") if "reason" in excluded.columns else pl.lit("excluded by the column map")
+    )
+    return excluded.select(
+        pl.lit("job_records").alias("table"),
+        pl.lit(source).alias("source"),
+        pl.col("line").cast(pl.Int64),
+        pl.lit("line").alias("field"),
+        pl.lit(None, dtype=pl.String).alias("value"),
+        reason.cast(pl.String).alias("reason"),
+        pl.struct(data_columns).struct.json_encode().alias("record"),
+        pl.col("__ordinal"),
     )

@@ -1,11 +1,19 @@
-"""Reading raw delimited exports without losing a single row.
+"""Reading raw exports in bounded memory without losing a single row.
 
-:func:`read_delimited` returns every data row as strings with its 1-based line number in the
-file, so that a row rejected later can be traced to the exact line. Rows a CSV parser would
-choke on (wrong number of fields, bytes that are not UTF-8) are returned too, marked with a
-``__problem`` so validation can quarantine them instead of failing the file. Problems with
-the whole file (missing, unreadable, no header, a required column absent) raise one
+:class:`RecordReader` streams a file (CSV or other delimited text, JSON Lines, Parquet;
+``.gz`` and ``.zst`` read directly) as batches of records, each with its 1-based physical
+``line`` in the file (for Parquet: the row number), so a row rejected later can be traced to
+the exact line. Every column comes as text, exactly as written, for validation to judge.
+
+Rows a parser would choke on (wrong number of fields, bytes that are not UTF-8, a JSON line
+that does not parse) are returned too, marked in ``__problem``, so validation quarantines
+them instead of failing the file. Blank lines are counted, not returned. Problems with the
+whole file (missing, unreadable, no header, a required column absent) raise one
 :class:`~workbench.errors.WorkbenchError` naming the file, the line and the column.
+
+Delimited text is cut into blocks at line ends and each block parsed by polars, one record
+per physical line (fields may be quoted and contain the delimiter, not a line break; a block
+that breaks that rule is re-read with Python's ``csv`` module, line by line).
 """
 
 from __future__ import annotations
@@ -13,18 +21,450 @@ from __future__ import annotations
 import csv
 import gzip
 import io
-from collections.abc import Iterable, Sequence
+import json
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import IO, Literal, cast
 
+import numpy as np
 import polars as pl
 
 from workbench.errors import WorkbenchError
 
-__all__ = ["PROBLEM_COLUMN", "RawTable", "read_delimited", "split_broken_rows"]
+__all__ = [
+    "PROBLEM_COLUMN",
+    "RawTable",
+    "RecordReader",
+    "file_format",
+    "read_delimited",
+    "split_broken_rows",
+]
 
 PROBLEM_COLUMN = "__problem"
-_REPLACEMENT = "\ufffd"
+BinaryStream = io.BufferedIOBase | IO[bytes]
+Format = Literal["csv", "jsonl", "parquet"]
+_BLOCK_BYTES = 16 << 20
+_NEWLINE = 10
+_CARRIAGE = 13
+_QUOTE = 34
+
+
+def file_format(path: Path) -> Format:
+    """The format a file's name says: ``.parquet``, ``.jsonl``/``.ndjson``, else CSV."""
+    suffixes = [s.lower() for s in path.suffixes]
+    while suffixes and suffixes[-1] in (".gz", ".zst", ".zstd"):
+        suffixes.pop()
+    last = suffixes[-1] if suffixes else ""
+    if last in (".parquet", ".pq"):
+        return "parquet"
+    if last in (".jsonl", ".ndjson", ".json"):
+        return "jsonl"
+    return "csv"
+
+
+def _open_binary(path: Path) -> BinaryStream:
+    name = path.name.lower()
+    if name.endswith(".gz"):
+        return gzip.open(path, "rb")
+    if name.endswith((".zst", ".zstd")):
+        try:
+            import zstandard
+        except ImportError:  # pragma: no cover - zstandard is a dependency
+            raise WorkbenchError(
+                "reading .zst files needs the zstandard package",
+                file=path,
+                fix="pip install zstandard",
+            ) from None
+        return cast(
+            BinaryStream,
+            zstandard.ZstdDecompressor().stream_reader(path.open("rb"), read_across_frames=True),
+        )
+    return path.open("rb")
+
+
+@dataclass
+class RecordReader:
+    """Stream a file's records as string batches with line numbers.
+
+    Iterate to get batches (polars frames of the header's columns as strings, plus ``line``
+    and ``__problem``); ``header``, ``rows_read`` and ``blank_lines`` are filled as it goes.
+    """
+
+    path: Path
+    required: Sequence[str] = ()
+    optional: Iterable[str] = ()
+    delimiter: str = ","
+    has_header: bool = True
+    column_names: Sequence[str] | None = None
+    format: Format | None = None
+    block_bytes: int = _BLOCK_BYTES
+
+    def __post_init__(self) -> None:
+        self.header: tuple[str, ...] = ()
+        self.rows_read = 0
+        self.blank_lines = 0
+        self._wanted = list(self.required) + [c for c in self.optional if c not in self.required]
+        if not self.path.exists():
+            raise WorkbenchError(
+                "file not found", file=self.path, fix="check the path and try again"
+            )
+        if self.path.is_dir():
+            raise WorkbenchError(
+                "is a folder, not a file", file=self.path, fix="name a file inside it"
+            )
+        self.kind: Format = self.format or file_format(self.path)
+
+    # -- public -----------------------------------------------------------------------
+    def __iter__(self) -> Iterator[pl.DataFrame]:
+        try:
+            if self.kind == "parquet":
+                yield from self._parquet()
+            else:
+                yield from self._text()
+        except WorkbenchError:
+            raise
+        except (OSError, EOFError, gzip.BadGzipFile) as exc:
+            raise WorkbenchError(f"cannot read file: {exc}", file=self.path) from None
+
+    def read_all(self) -> pl.DataFrame:
+        """All records in one frame (for small files)."""
+        batches = list(self)
+        if not batches:
+            return self._empty()
+        return pl.concat(batches, how="diagonal_relaxed")
+
+    # -- helpers ----------------------------------------------------------------------
+    def _empty(self) -> pl.DataFrame:
+        names = list(dict.fromkeys([*self.header, *self._wanted]))
+        return pl.DataFrame(
+            schema={**{n: pl.String for n in names}, "line": pl.Int64, PROBLEM_COLUMN: pl.String}
+        )
+
+    def _check_header(self, header: Sequence[str], line: int) -> None:
+        missing = [c for c in self.required if c not in header]
+        if missing:
+            raise WorkbenchError(
+                f"missing required column{'s' if len(missing) > 1 else ''} "
+                f"{', '.join(missing)} (found: {', '.join(header) or 'nothing'})",
+                file=self.path,
+                line=line,
+                field=missing[0],
+                fix="rename the column in the file, or map it with a column map (--map)",
+            )
+        seen: set[str] = set()
+        for name in header:
+            if name in seen:
+                raise WorkbenchError(
+                    f"column '{name}' appears twice in the header",
+                    file=self.path,
+                    line=line,
+                    field=name,
+                    fix="remove one of them",
+                )
+            seen.add(name)
+
+    def _finish(self, frame: pl.DataFrame) -> pl.DataFrame:
+        missing = [c for c in self._wanted if c not in frame.columns]
+        if missing:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(c) for c in missing)
+        self.rows_read += frame.height
+        return frame
+
+    # -- Parquet ----------------------------------------------------------------------
+    def _parquet(self) -> Iterator[pl.DataFrame]:
+        import pyarrow.parquet as pq
+
+        try:
+            parquet = pq.ParquetFile(self.path)
+        except Exception as exc:
+            raise WorkbenchError(f"not a readable Parquet file: {exc}", file=self.path) from None
+        self.header = tuple(parquet.schema_arrow.names)
+        self._check_header(self.header, 1)
+        offset = 1
+        for batch in parquet.iter_batches(batch_size=1_000_000):
+            frame = pl.from_arrow(batch)
+            assert isinstance(frame, pl.DataFrame)
+            frame = frame.with_columns(_as_text(frame.schema[c], c) for c in frame.columns)
+            frame = frame.with_columns(
+                pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias("line"),
+                pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN),
+            )
+            offset += frame.height
+            yield self._finish(frame)
+
+    # -- delimited text and JSON Lines --------------------------------------------------
+    def _text(self) -> Iterator[pl.DataFrame]:
+        with _open_binary(self.path) as stream:
+            line_base = 0  # physical lines consumed before the current block
+            header: list[str] | None = None
+            if self.kind == "csv" and self.has_header:
+                header, line_base = self._read_header(stream)
+            elif self.kind == "csv":
+                header = list(self.column_names or self.required)
+                if not header:
+                    raise WorkbenchError(
+                        "no column names for a file without a header",
+                        file=self.path,
+                        fix="set column_names in the column map",
+                    )
+            if header is not None:
+                self.header = tuple(header)
+                self._check_header(header, max(line_base, 1))
+            leftover = b""
+            while True:
+                chunk = stream.read(self.block_bytes)
+                block = leftover + chunk
+                if not chunk:
+                    if not block:
+                        break
+                    if not block.endswith(b"\n"):
+                        block += b"\n"
+                    leftover = b""
+                else:
+                    cut = block.rfind(b"\n")
+                    if cut < 0:
+                        leftover = block
+                        continue
+                    block, leftover = block[: cut + 1], block[cut + 1 :]
+                frame, lines = self._parse_block(block, line_base)
+                line_base += lines
+                if frame is not None and frame.height:
+                    yield self._finish(frame)
+                if not chunk:
+                    break
+            if self.kind == "csv" and header is None:  # pragma: no cover - guarded above
+                raise WorkbenchError("file is empty (no header line)", file=self.path, line=1)
+
+    def _read_header(self, stream: BinaryStream) -> tuple[list[str], int]:
+        lines = 0
+        while True:
+            raw = stream.readline()
+            if not raw:
+                raise WorkbenchError(
+                    "file is empty (no header line)",
+                    file=self.path,
+                    line=1,
+                    field=self.required[0] if self.required else None,
+                    fix=f"export it with a header line: {self.delimiter.join(self.required)}",
+                )
+            lines += 1
+            text = raw.decode("utf-8", errors="replace").strip().lstrip("\ufeff")
+            if not text:
+                self.blank_lines += 1
+                continue
+            fields = next(csv.reader([text], delimiter=self.delimiter))
+            return [f.strip() for f in fields], lines
+
+    def _parse_block(self, block: bytes, line_base: int) -> tuple[pl.DataFrame | None, int]:
+        data = np.frombuffer(block, dtype=np.uint8)
+        ends = np.flatnonzero(data == _NEWLINE)
+        n_lines = int(ends.size)
+        starts = np.empty(n_lines, dtype=np.int64)
+        starts[0] = 0
+        starts[1:] = ends[:-1] + 1
+        content_ends = ends.copy()
+        has_cr = (ends > starts) & (data[np.maximum(ends - 1, 0)] == _CARRIAGE)
+        content_ends[has_cr] -= 1
+        blank = content_ends == starts
+        fields: np.ndarray | None = None
+        if self.kind == "csv":
+            # Fields per line from a running count of separators (exact, one pass).
+            running = np.cumsum(data == ord(self.delimiter), dtype=np.int32)
+            before = np.where(starts > 0, running[np.maximum(starts - 1, 0)], 0)
+            fields = running[ends] - before + 1
+        # Whitespace-only lines are blank too. They have no separator (CSV) or are short
+        # (JSON), so only those few candidates are looked at one by one.
+        if fields is not None and len(self.header) > 1:
+            candidates = np.flatnonzero((fields == 1) & ~blank)
+        else:
+            candidates = np.flatnonzero(((content_ends - starts) <= 64) & ~blank)
+        for index in candidates:
+            if not block[starts[index] : content_ends[index]].strip():
+                blank[index] = True
+        n_blank = int(blank.sum())
+        self.blank_lines += n_blank
+        line_numbers = line_base + 1 + np.arange(n_lines, dtype=np.int64)
+        if n_blank:
+            keep = ~blank
+            pieces = [block[s : e + 1] for s, e in zip(starts[keep], ends[keep], strict=True)]
+            kept_block = b"".join(pieces)
+            line_numbers = line_numbers[keep]
+            if fields is not None:
+                fields = fields[keep]
+            data = np.frombuffer(kept_block, dtype=np.uint8)
+            ends = np.flatnonzero(data == _NEWLINE)
+            block = kept_block
+        n_records = int(line_numbers.size)
+        if n_records == 0:
+            return None, n_lines
+        try:
+            text_ok = True
+            block.decode("utf-8")
+        except UnicodeDecodeError:
+            text_ok = False
+        if self.kind == "jsonl":
+            frame = self._parse_jsonl(block, n_records)
+        else:
+            assert fields is not None
+            frame = self._parse_csv(block, data, ends, fields, n_records)
+        frame = frame.with_columns(pl.Series("line", line_numbers, dtype=pl.Int64))
+        if not text_ok:
+            bad_utf8 = pl.any_horizontal(
+                pl.col(c).str.contains("\ufffd", literal=True).fill_null(False)
+                for c in frame.columns
+                if frame.schema[c] == pl.String and c != PROBLEM_COLUMN
+            )
+            frame = frame.with_columns(
+                pl.when(bad_utf8 & pl.col(PROBLEM_COLUMN).is_null())
+                .then(pl.lit("line is not valid UTF-8"))
+                .otherwise(pl.col(PROBLEM_COLUMN))
+                .alias(PROBLEM_COLUMN)
+            )
+        return frame, n_lines
+
+    def _parse_csv(
+        self, block: bytes, data: np.ndarray, ends: np.ndarray, fields: np.ndarray, n_records: int
+    ) -> pl.DataFrame:
+        header = list(self.header)
+        width = len(header)
+        quoted = np.zeros(n_records, dtype=bool)
+        quote_positions = np.flatnonzero(data == _QUOTE)
+        if quote_positions.size:
+            quoted[np.searchsorted(ends, quote_positions)] = True
+        frame: pl.DataFrame | None = None
+        try:
+            frame = pl.read_csv(
+                io.BytesIO(block),
+                has_header=False,
+                new_columns=header,
+                schema={name: pl.String for name in header},
+                separator=self.delimiter,
+                truncate_ragged_lines=True,
+                encoding="utf8-lossy",
+                raise_if_empty=False,
+            )
+        except Exception:
+            frame = None
+        text_lines: list[str] | None = None
+        if frame is None or frame.height != n_records:
+            # The fast parse did not give one record per line (a quote left open, say):
+            # re-read the block line by line so a bad line spoils only itself.
+            text_lines = block.decode("utf-8", errors="replace").split("\n")[:n_records]
+            return self._parse_lines(text_lines, header)
+        found = np.where(fields != width, fields, 0)
+        if quoted.any():
+            # Separators inside quotes were counted above: count those lines properly.
+            text_lines = block.decode("utf-8", errors="replace").split("\n")[:n_records]
+            for index in np.flatnonzero(quoted):
+                try:
+                    parsed = next(
+                        csv.reader(
+                            [text_lines[index].removesuffix("\r")],
+                            delimiter=self.delimiter,
+                            strict=True,
+                        )
+                    )
+                    found[index] = 0 if len(parsed) == width else len(parsed)
+                except csv.Error:
+                    found[index] = -1
+        frame = frame.with_columns(_empty_to_null(header))
+        return frame.with_columns(_problem_column(found, width))
+
+    def _parse_lines(self, text_lines: list[str], header: list[str]) -> pl.DataFrame:
+        width = len(header)
+        columns: list[list[str | None]] = [[] for _ in header]
+        problems: list[str | None] = []
+        for text in text_lines:
+            line = text.removesuffix("\r")
+            problem: str | None = None
+            try:
+                parsed = next(csv.reader([line], delimiter=self.delimiter, strict=True))
+                if len(parsed) != width:
+                    problem = f"expected {width} fields, found {len(parsed)}"
+            except csv.Error as exc:
+                parsed = line.split(self.delimiter)
+                problem = f"malformed CSV line ({exc}): fix its quoting"
+            padded = (parsed + [""] * width)[:width]
+            for column, value in zip(columns, padded, strict=True):
+                column.append(value if value != "" else None)
+            problems.append(problem)
+        return pl.DataFrame(
+            {**dict(zip(header, columns, strict=True)), PROBLEM_COLUMN: problems},
+            schema={**{name: pl.String for name in header}, PROBLEM_COLUMN: pl.String},
+        )
+
+    def _parse_jsonl(self, block: bytes, n_records: int) -> pl.DataFrame:
+        try:
+            frame = pl.read_ndjson(io.BytesIO(block), infer_schema_length=None)
+            if frame.height == n_records:
+                frame = frame.with_columns(_as_text(frame.schema[c], c) for c in frame.columns)
+                return self._jsonl_finish(frame)
+        except Exception:
+            pass
+        rows: list[dict[str, object]] = []
+        problems: list[str | None] = []
+        for text in block.decode("utf-8", errors="replace").split("\n")[:n_records]:
+            try:
+                value = json.loads(text)
+                if not isinstance(value, dict):
+                    raise ValueError("not a JSON object")
+                rows.append(value)
+                problems.append(None)
+            except ValueError as exc:
+                rows.append({})
+                problems.append(f"not a JSON object: {str(exc)[:80]}")
+        frame = (
+            pl.from_dicts(rows, infer_schema_length=None)
+            if any(rows)
+            else pl.DataFrame({"__empty": [None] * n_records})
+        )
+        if frame.height != n_records:  # pragma: no cover - from_dicts keeps one row each
+            frame = pl.DataFrame({"__empty": [None] * n_records})
+        frame = frame.with_columns(_as_text(frame.schema[c], c) for c in frame.columns)
+        frame = frame.with_columns(pl.Series(PROBLEM_COLUMN, problems, dtype=pl.String))
+        return self._jsonl_finish(frame, has_problem=True)
+
+    def _jsonl_finish(self, frame: pl.DataFrame, *, has_problem: bool = False) -> pl.DataFrame:
+        if "__empty" in frame.columns:
+            frame = frame.drop("__empty")
+        if not self.header:
+            self.header = tuple(c for c in frame.columns if c != PROBLEM_COLUMN)
+        if not has_problem:
+            frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN))
+        return frame
+
+
+def _as_text(dtype: pl.DataType, column: str) -> pl.Expr:
+    """Keep strings and nested values; render scalars as text in a lossless, ISO form."""
+    if dtype == pl.String or isinstance(dtype, (pl.Struct, pl.List)):
+        return pl.col(column)
+    if isinstance(dtype, pl.Datetime):
+        expr = pl.col(column)
+        if dtype.time_zone is None:
+            expr = expr.dt.replace_time_zone("UTC")
+        return expr.dt.convert_time_zone("UTC").dt.strftime("%Y-%m-%dT%H:%M:%S%.fZ").alias(column)
+    return pl.col(column).cast(pl.String)
+
+
+def _empty_to_null(columns: Sequence[str]) -> list[pl.Expr]:
+    return [pl.when(pl.col(c) == "").then(None).otherwise(pl.col(c)).alias(c) for c in columns]
+
+
+def _problem_column(found: np.ndarray, width: int) -> pl.Series:
+    """Per record: null if it had ``width`` fields, else why not (-1: broken quoting)."""
+    if not found.any():
+        return pl.Series(PROBLEM_COLUMN, [None] * found.size, dtype=pl.String)
+    counts = pl.Series("__found", found, dtype=pl.Int64)
+    return pl.select(
+        pl.when(counts == 0)
+        .then(None)
+        .when(counts < 0)
+        .then(pl.lit("malformed CSV line: fix its quoting"))
+        .otherwise(pl.format("expected {} fields, found {}", pl.lit(width), counts))
+        .cast(pl.String)
+        .alias(PROBLEM_COLUMN)
+    ).to_series()
 
 
 @dataclass(frozen=True)
@@ -43,14 +483,6 @@ class RawTable:
         return self.frame.height
 
 
-def _open(path: Path) -> io.TextIOBase:
-    if path.suffix == ".gz":
-        return io.TextIOWrapper(
-            gzip.open(path, "rb"), encoding="utf-8", errors="replace", newline=""
-        )
-    return path.open("r", encoding="utf-8", errors="replace", newline="")
-
-
 def read_delimited(
     path: Path,
     *,
@@ -58,93 +490,12 @@ def read_delimited(
     optional: Iterable[str] = (),
     delimiter: str = ",",
 ) -> RawTable:
-    """Read a CSV (optionally gzip-compressed) into strings, one row per data line.
-
-    Header names are matched after trimming spaces; extra columns are kept. Each data row
-    gets its physical 1-based ``line``; blank lines are counted, not returned.
-    """
-    if not path.exists():
-        raise WorkbenchError("file not found", file=path, fix="check the path and try again")
-    if path.is_dir():
-        raise WorkbenchError("is a folder, not a file", file=path, fix="name a file inside it")
-    wanted = list(required) + [c for c in optional if c not in required]
-    try:
-        with _open(path) as handle:
-            reader = csv.reader(handle, delimiter=delimiter)
-            header: list[str] | None = None
-            header_line = 0
-            columns: list[list[str | None]] = []
-            lines: list[int] = []
-            problems: list[str | None] = []
-            blank = 0
-            previous_end = 0
-            for record in reader:
-                first_line = previous_end + 1
-                previous_end = reader.line_num
-                if not record or (all(not field.strip() for field in record) and len(record) <= 1):
-                    blank += 1
-                    continue
-                if header is None:
-                    header = [name.strip().lstrip("\ufeff") for name in record]
-                    header_line = first_line
-                    missing = [c for c in required if c not in header]
-                    if missing:
-                        raise WorkbenchError(
-                            f"missing required column{'s' if len(missing) > 1 else ''} "
-                            f"{', '.join(missing)} (found: {', '.join(header)})",
-                            file=path,
-                            line=header_line,
-                            field=missing[0],
-                            fix="rename the column in the file, or map it with a column map",
-                        )
-                    columns = [[] for _ in header]
-                    continue
-                problem = None
-                if len(record) != len(header):
-                    problem = f"expected {len(header)} fields, found {len(record)}"
-                elif any(_REPLACEMENT in field for field in record):
-                    problem = "line is not valid UTF-8"
-                padded = (record + [""] * len(header))[: len(header)]
-                for index, value in enumerate(padded):
-                    columns[index].append(value)
-                lines.append(first_line)
-                problems.append(problem)
-    except csv.Error as exc:
-        raise WorkbenchError(
-            f"malformed CSV: {exc}",
-            file=path,
-            line=reader.line_num,
-            fix="fix the quoting on that line (a field with a comma must be in double quotes)",
-        ) from None
-    except (OSError, EOFError, gzip.BadGzipFile) as exc:
-        raise WorkbenchError(f"cannot read file: {exc}", file=path) from None
-    if header is None:
-        raise WorkbenchError(
-            "file is empty (no header line)",
-            file=path,
-            line=1,
-            field=required[0] if required else None,
-            fix=f"export it with a header line: {','.join(required)}",
-        )
-    data: dict[str, list[str | None]] = {}
-    for name, values in zip(header, columns, strict=True):
-        if name in data:
-            raise WorkbenchError(
-                f"column '{name}' appears twice in the header",
-                file=path,
-                line=header_line,
-                field=name,
-                fix="remove one of them",
-            )
-        data[name] = values
-    for name in wanted:
-        if name not in data:
-            data[name] = [None] * len(lines)
-    frame = pl.DataFrame(
-        {**data, "line": lines, PROBLEM_COLUMN: problems},
-        schema={**{name: pl.String for name in data}, "line": pl.Int64, PROBLEM_COLUMN: pl.String},
+    """Read a whole (small) delimited file into strings, one row per data line."""
+    reader = RecordReader(
+        path, required=required, optional=optional, delimiter=delimiter, format="csv"
     )
-    return RawTable(path=path, frame=frame, blank_lines=blank, header=tuple(header))
+    frame = reader.read_all()
+    return RawTable(path=path, frame=frame, blank_lines=reader.blank_lines, header=reader.header)
 
 
 def split_broken_rows(

@@ -25,6 +25,8 @@ from typing import Protocol
 
 import polars as pl
 
+from workbench.timestamps import parse_iso_timestamps
+
 __all__ = [
     "ALLOCATION_KINDS",
     "ORDER_STATUSES",
@@ -36,6 +38,7 @@ __all__ = [
     "TableSpec",
     "Validated",
     "normalize_alias",
+    "parse_timestamps",
     "validate",
     "validate_allocations",
     "validate_billing",
@@ -449,9 +452,57 @@ def _type_word(dtype: pl.DataType) -> str:
     return _TYPE_WORDS.get(type(dtype).__name__, str(dtype))
 
 
-def _record_expr(columns: Iterable[str]) -> pl.Expr:
+def _record_expr(columns: Iterable[pl.Expr]) -> pl.Expr:
     """The raw input row as a JSON object, so a quarantined row can be fixed and re-fed."""
-    return pl.struct([pl.col(c) for c in columns]).struct.json_encode()
+    return pl.struct(list(columns)).struct.json_encode()
+
+
+_TIMESTAMP_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S%.f%#z",
+    "%Y-%m-%d %H:%M:%S%#z",
+    "%Y-%m-%d %H:%M:%S%.f%#z",
+    "%Y-%m-%dT%H:%M%#z",
+)
+_NAIVE_TIMESTAMP_FORMATS = (
+    "%Y-%m-%dT%H:%M:%S",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M:%S",
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M",
+)
+
+
+def parse_timestamps(text: pl.Series) -> pl.Series:
+    """Parse ISO 8601 text to UTC instants (microseconds); what does not parse is null.
+
+    An offset (``Z``, ``+09:00``) is honoured; text without one is UTC. The common form
+    (``2026-01-05T13:22:10Z`` or with an offset) is parsed with one explicit format; the
+    other forms are tried only on what is still unparsed.
+    """
+    return parse_iso_timestamps(
+        text.cast(pl.String), _TIMESTAMP_FORMATS + _NAIVE_TIMESTAMP_FORMATS
+    )
+
+
+def _cast_series(raw: pl.Series, dtype: pl.DataType) -> pl.Series:
+    """Cast one raw column to its table dtype; values that do not fit become null."""
+    if raw.dtype == dtype and dtype != pl.String:
+        return raw
+    if isinstance(dtype, pl.Datetime):
+        if isinstance(raw.dtype, pl.Datetime):
+            value = raw if raw.dtype.time_zone else raw.dt.replace_time_zone("UTC")
+            return value.dt.convert_time_zone("UTC").dt.cast_time_unit("us")
+        return parse_timestamps(raw)
+    return pl.DataFrame([raw]).select(_cast_expr(raw.name, dtype)).to_series()
+
+
+def _resolve_accelerators(names: pl.Series, resolver: AcceleratorResolver) -> pl.Series:
+    """Map each distinct name once (there are few) to its canonical id, null if unknown."""
+    alias_map = resolver.alias_map()
+    mapping = {
+        name: alias_map.get(normalize_alias(name)) for name in names.drop_nulls().unique().to_list()
+    }
+    return names.replace_strict(mapping, default=None, return_dtype=pl.String).alias(names.name)
 
 
 def validate(
@@ -478,7 +529,7 @@ def validate(
         )
     input_columns = [c for c in raw.columns if c != line_column and not c.startswith("__")]
     present = [c for c in spec.schema.names() if c in raw.columns and c != "source"]
-    frame = raw.with_columns(_record_expr(input_columns).alias("__record")).with_columns(
+    frame = raw.with_columns(
         [pl.col(c).alias(f"{c}__raw") for c in present]
         + [
             pl.lit(None, dtype=pl.String).alias(f"{c}__raw")
@@ -488,23 +539,13 @@ def validate(
     )
     frame = frame.with_columns(
         [
-            (
-                pl.col(f"{c}__raw")
-                # Strings are always cleaned: trimmed, and empty text is a missing value.
-                if raw.schema.get(c) == spec.schema[c] and spec.schema[c] != pl.String
-                else _cast_expr(f"{c}__raw", spec.schema[c])
-            ).alias(c)
+            _cast_series(frame.get_column(f"{c}__raw"), spec.schema[c]).alias(c)
             for c in spec.schema.names()
             if c != "source"
         ]
     )
     if resolver is not None and "accelerator" in spec.schema.names():
-        alias_map = dict(resolver.alias_map())
-        frame = frame.with_columns(
-            _normalized_alias_expr("accelerator")
-            .replace_strict(alias_map, default=None, return_dtype=pl.String)
-            .alias("accelerator")
-        )
+        frame = frame.with_columns(_resolve_accelerators(frame.get_column("accelerator"), resolver))
 
     failures: list[tuple[str, pl.Expr, pl.Expr]] = []
     for column in spec.schema.names():
@@ -592,7 +633,9 @@ def validate(
         first_field.alias("field"),
         first_value.alias("value"),
         pl.concat_str(reasons, separator="; ", ignore_nulls=True).alias("reason"),
-        pl.col("__record").alias("record"),
+        _record_expr(
+            [pl.col(f"{c}__raw").alias(c) if c in present else pl.col(c) for c in input_columns]
+        ).alias("record"),
     )
     return Validated(good=good, quarantine=quarantine.cast(dict(QUARANTINE_SCHEMA)))  # type: ignore[arg-type]
 
