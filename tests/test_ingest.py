@@ -157,6 +157,8 @@ def test_usage_daily_matches_the_ground_truth_for_every_series_day(sample_worksp
     usage = sample_workspace.workspace.read_table("usage_daily")
     assert usage.schema == TABLES["usage_daily"].schema
     assert usage.select(pl.struct(USAGE_KEYS).is_unique().all()).item()
+    # Idle allocations (reserved, nothing ran) are rows of their own, not job usage.
+    usage = usage.filter(~pl.col("source").str.starts_with("allocations:"))
     truth = pl.read_parquet(sample_dir / "truth" / "demand_daily.parquet").filter("in_history")
     assert usage.join(truth, on=USAGE_KEYS, how="anti").height == 0, "rows the truth lacks"
     joined = truth.join(usage, on=USAGE_KEYS, how="left").with_columns(
@@ -354,7 +356,11 @@ def test_a_changed_file_at_the_same_path_replaces_its_rows(catalog_workspace, wr
     def line(job_id: str, chips: object) -> str:
         return job_line(job_id, "2026-01-01T01:00:00Z", "2026-01-01T05:00:00Z", chips)
 
-    other = write_jobs([line("o", 1)], name="other.csv")
+    # Another cluster's export: another pool, so the late-data rule does not touch it.
+    other = write_jobs(
+        [job_line("o", "2026-01-01T01:00:00Z", "2026-01-01T05:00:00Z", 1, region="europe-west4")],
+        name="other.csv",
+    )
     ingest(catalog_workspace, "jobs", [other])
     path = write_jobs([line("a", 8), line("bad", "x")])
     ingest(catalog_workspace, "jobs", [path])
@@ -368,6 +374,33 @@ def test_a_changed_file_at_the_same_path_replaces_its_rows(catalog_workspace, wr
     assert usage["chip_hours_used"].sum() == 4.0 + 20.0
     assert catalog_workspace.read_table("quarantine").height == 0, "old rejects are replaced too"
     assert len(catalog_workspace.runs("ingest")) == 4
+
+
+def test_a_newer_overlapping_export_replaces_the_overlapping_days_once(
+    catalog_workspace, write_jobs
+):
+    def day(job_id: str, date: str, chips: int) -> str:
+        return job_line(job_id, f"{date}T00:00:00Z", f"{date}T10:00:00Z", chips)
+
+    older = write_jobs(
+        [day("a1", "2026-01-01", 1), day("a2", "2026-01-02", 1), day("a3", "2026-01-03", 1)],
+        name="monday.csv",
+    )
+    ingest(catalog_workspace, "jobs", [older])
+    newer = write_jobs(
+        [day("b2", "2026-01-02", 2), day("b3", "2026-01-03", 2), day("b4", "2026-01-04", 2)],
+        name="tuesday.csv",
+    )
+    report = ingest(catalog_workspace, "jobs", [newer])
+    assert report.files[0].reconciliation["rows_replaced_older"] == 2
+    usage = catalog_workspace.read_table("usage_daily").sort("date")
+    assert usage["chip_hours_used"].to_list() == [10.0, 20.0, 20.0, 20.0]
+    assert usage["source"].str.ends_with("monday.csv").to_list() == [True, False, False, False]
+    # Ingesting the older export again restates its days: late data means the last ingested.
+    older.write_text(older.read_text() + "\n")
+    ingest(catalog_workspace, "jobs", [older])
+    again = catalog_workspace.read_table("usage_daily").sort("date")
+    assert again["chip_hours_used"].sum() == 10.0 * 3 + 20.0
 
 
 def test_strict_ingest_with_bad_rows_writes_nothing(catalog_workspace, write_jobs):

@@ -12,6 +12,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,7 +23,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from workbench.errors import WorkbenchError
-from workbench.ingest import INGEST_KINDS
+from workbench.ingest import INGEST_KINDS, IngestOptions
 from workbench.store import Workspace
 
 __all__ = ["app", "main"]
@@ -144,6 +145,25 @@ def ingest(
     strict: Annotated[
         bool, typer.Option(help="Fail (and write nothing) if any row is quarantined.")
     ] = False,
+    column_map: Annotated[
+        str | None,
+        typer.Option(
+            "--map",
+            help="jobs: column map for another scheduler's layout, a TOML file or a preset "
+            "(generic, slurm-sacct, k8s-pods).",
+        ),
+    ] = None,
+    export_time: Annotated[
+        str | None,
+        typer.Option(help="jobs: when the export was taken (ISO 8601); running jobs are cut here."),
+    ] = None,
+    grain: Annotated[
+        str, typer.Option(help="jobs: 'day' -> usage_daily, 'hour' -> usage_hourly.")
+    ] = "day",
+    tag_key: Annotated[str, typer.Option(help="billing: the tag that names the team.")] = "team",
+    region: Annotated[
+        str | None, typer.Option(help="metrics: region of series that carry no region label.")
+    ] = None,
 ) -> None:
     from workbench.ingest import ingest as run_ingest
 
@@ -151,6 +171,15 @@ def ingest(
         if not path.is_file():
             problem = "is a folder, not a file" if path.is_dir() else "file not found"
             raise WorkbenchError(problem, file=path, fix="check the path and try again")
+    if grain not in ("day", "hour"):
+        raise WorkbenchError(f"unknown grain '{grain}'", field="--grain", fix="use day or hour")
+    options = IngestOptions(
+        column_map=column_map,
+        export_time=_parse_instant(export_time, "--export-time") if export_time else None,
+        grain=grain,  # type: ignore[arg-type]
+        tag_key=tag_key,
+        region=region,
+    )
     ws = Workspace(workspace)
     if not ws.exists():
         ws.init()
@@ -164,7 +193,7 @@ def ingest(
             if message.startswith("reading"):
                 progress.advance(task)
 
-        report = run_ingest(ws, kind, paths, strict=strict, progress=step)
+        report = run_ingest(ws, kind, paths, strict=strict, progress=step, options=options)
     _print_reconciliation(report.files)
     quarantine = report.quarantine
     if quarantine.height:
@@ -185,6 +214,17 @@ def ingest(
         console.print(f"Run {report.run_id} committed.")
     else:
         console.print("Nothing changed: every file was already ingested with the same bytes.")
+
+
+def _parse_instant(text: str, option: str) -> datetime:
+    """An ISO 8601 instant; without an offset it is UTC."""
+    try:
+        value = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise WorkbenchError(
+            f"'{text}' is not an ISO 8601 time", field=option, fix="write e.g. 2026-11-01T00:00:00Z"
+        ) from None
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _one_line_reconciliation(file: Any) -> str:

@@ -11,13 +11,15 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import polars as pl
 
 from pipelines.jobs import ingest_job_records
-from pipelines.readers import PROBLEM_COLUMN, read_delimited, split_broken_rows
+from pipelines.readers import PROBLEM_COLUMN, file_format, read_delimited, split_broken_rows
+from workbench.allocation import attach_allocations
 from workbench.catalog import SkuCatalog, load_price_book, load_sku_catalog
 from workbench.errors import WorkbenchError
 from workbench.schema import (
@@ -32,7 +34,14 @@ from workbench.schema import (
 )
 from workbench.store import Workspace, file_sha256
 
-__all__ = ["INGEST_KINDS", "FileReport", "IngestReport", "ingest", "load_catalog"]
+__all__ = [
+    "INGEST_KINDS",
+    "FileReport",
+    "IngestOptions",
+    "IngestReport",
+    "ingest",
+    "load_catalog",
+]
 
 Progress = Callable[[str], None]
 _Validator = Callable[..., Validated]
@@ -46,7 +55,10 @@ _CSV_KINDS: dict[str, tuple[str, _Validator]] = {
 INGEST_KINDS: dict[str, str] = {
     "catalog": "SKU catalog TOML -> sku_catalog",
     "price-book": "price book TOML -> price_book",
-    "jobs": "scheduler job records CSV (.csv, .csv.gz) -> usage_daily",
+    "jobs": "scheduler job records (CSV, JSON Lines, Parquet; .gz/.zst; --map for other layouts)"
+    " -> usage_daily (usage_hourly with --grain hour)",
+    "billing": "FOCUS 1.0-1.3 billing export (CSV, Parquet) -> billing",
+    "metrics": "utilization metrics (Prometheus range-query JSON, or CSV) -> utilization_daily",
     "inventory": "inventory snapshots CSV -> inventory",
     "allocations": "team reservations and quotas CSV -> allocations",
     "orders": "hardware orders CSV -> orders",
@@ -99,11 +111,11 @@ def _source(kind: str, path: Path) -> str:
     return f"{kind}:{path.resolve()}"
 
 
-def _already_ingested(workspace: Workspace, source: str, digest: str) -> bool:
+def _already_ingested(workspace: Workspace, source: str, digest: str, settings: str) -> bool:
     for run in reversed(workspace.runs("ingest")):
         for item in run.manifest.get("files", []):
             if item.get("source") == source:
-                return bool(item.get("sha256") == digest)
+                return bool(item.get("sha256") == digest and item.get("settings", "") == settings)
     return False
 
 
@@ -146,6 +158,22 @@ def _read_csv_table(
     return validated, reconciliation
 
 
+@dataclass(frozen=True)
+class IngestOptions:
+    """Settings of one ingest beyond the kind and files."""
+
+    column_map: str | None = None
+    """Column map for job records: a preset name or a TOML path (``--map``)."""
+    export_time: datetime | None = None
+    """When the export was taken: jobs still running are cut here (``--export-time``)."""
+    grain: Literal["day", "hour"] = "day"
+    """Job records to ``usage_daily`` or, for ``hour``, to ``usage_hourly``."""
+    tag_key: str = "team"
+    """Billing tag that names the team."""
+    region: str | None = None
+    """Region for metric series that carry none."""
+
+
 def ingest(
     workspace: Workspace,
     kind: str,
@@ -153,11 +181,13 @@ def ingest(
     *,
     strict: bool = False,
     progress: Progress | None = None,
+    options: IngestOptions | None = None,
 ) -> IngestReport:
     """Ingest files of one kind into the workspace and record the run.
 
     With ``strict``, any quarantined row fails the ingest and nothing is written.
     """
+    options = options or IngestOptions()
     if kind not in INGEST_KINDS:
         raise WorkbenchError(
             f"unknown kind '{kind}'", field="kind", fix=f"use one of {', '.join(INGEST_KINDS)}"
@@ -171,11 +201,21 @@ def ingest(
             raise WorkbenchError("file not found", file=path, fix="check the path and try again")
         if path.is_dir():
             raise WorkbenchError("is a folder, not a file", file=path, fix="name a file inside it")
+    column_map = None
+    if kind == "jobs" and options.column_map:
+        from pipelines.column_map import load_column_map
+
+        column_map = load_column_map(options.column_map)
 
     began = time.perf_counter()
     with workspace.writer_lock():
         digests = {path: file_sha256(path) for path in paths}
-        todo = [p for p in paths if not _already_ingested(workspace, _source(kind, p), digests[p])]
+        settings = _settings_key(kind, options)
+        todo = [
+            p
+            for p in paths
+            if not _already_ingested(workspace, _source(kind, p), digests[p], settings)
+        ]
         skipped = [
             FileReport(
                 p,
@@ -192,6 +232,7 @@ def ingest(
 
         reports: list[FileReport] = []
         tables: dict[str, pl.DataFrame] = {}
+        extra_outputs: dict[str, pl.DataFrame] = {}
         if kind == "catalog":
             if len(todo) != 1:
                 raise WorkbenchError("ingest one SKU catalog at a time", field="PATH")
@@ -200,15 +241,7 @@ def ingest(
             tables["sku_catalog"] = catalog.table.with_columns(
                 pl.lit(_source(kind, todo[0])).alias("source")
             )
-            reports.append(
-                FileReport(
-                    todo[0],
-                    "sku_catalog",
-                    False,
-                    _whole_file_reconciliation(kind, todo[0], catalog.table.height),
-                    pl.DataFrame(schema=QUARANTINE_SCHEMA),
-                )
-            )
+            reports.append(_whole_file(kind, todo[0], "sku_catalog", catalog.table.height))
         elif kind == "price-book":
             catalog = load_catalog(workspace)
             if len(todo) != 1:
@@ -216,28 +249,50 @@ def ingest(
             say(f"reading {todo[0].name}")
             book = load_price_book(todo[0], catalog)
             tables["price_book"] = book
-            reports.append(
-                FileReport(
-                    todo[0],
-                    "price_book",
-                    False,
-                    _whole_file_reconciliation(kind, todo[0], book.height),
-                    pl.DataFrame(schema=QUARANTINE_SCHEMA),
-                )
-            )
+            reports.append(_whole_file(kind, todo[0], "price_book", book.height))
         elif kind == "jobs":
             catalog = load_catalog(workspace)
-            usage = workspace.read_table("usage_daily")
+            table = "usage_hourly" if options.grain == "hour" else "usage_daily"
+            usage = workspace.read_table(table)
+            excluded: list[pl.DataFrame] = []
             for path in todo:
                 say(f"reading and splitting {path.name}")
-                result = ingest_job_records(path, resolver=catalog, source=_source(kind, path))
-                usage = _replace_source(usage, result.usage_daily, result.source)
-                reports.append(
-                    FileReport(
-                        path, "usage_daily", False, result.reconciliation(), result.quarantine
-                    )
+                result = ingest_job_records(
+                    path,
+                    resolver=catalog,
+                    source=_source(kind, path),
+                    column_map=column_map,
+                    export_time=options.export_time,
+                    grain=options.grain,
                 )
-            tables["usage_daily"] = usage.sort("date", "accelerator", "region", "team", "workload")
+                usage, replaced = _replace_overlap(usage, result.usage_daily, result.source)
+                reconciliation = {**result.reconciliation(), "rows_replaced_older": replaced}
+                reports.append(FileReport(path, table, False, reconciliation, result.quarantine))
+                if result.excluded.height:
+                    excluded.append(result.excluded)
+            if table == "usage_daily":
+                usage = _refill_from_metrics(workspace, usage)
+                usage = attach_allocations(usage, workspace.read_table("allocations"))
+            tables[table] = usage.sort(USAGE_KEYS[table])
+            if excluded:
+                extra_outputs["excluded"] = pl.concat(excluded)
+        elif kind == "billing":
+            from pipelines.billing import ingest_focus_billing
+
+            catalog = load_catalog(workspace)
+            current = workspace.read_table("billing")
+            for path in todo:
+                say(f"reading {path.name}")
+                billed = ingest_focus_billing(
+                    path, resolver=catalog, source=_source(kind, path), tag_key=options.tag_key
+                )
+                current = _replace_source(current, billed.good, billed.source)
+                reports.append(
+                    FileReport(path, "billing", False, billed.reconciliation(), billed.quarantine)
+                )
+            tables["billing"] = current
+        elif kind == "metrics":
+            tables.update(_ingest_metrics(workspace, todo, options, reports, say))
         else:
             catalog = load_catalog(workspace)
             table, validator = _CSV_KINDS[kind]
@@ -249,6 +304,10 @@ def ingest(
                 current = _replace_source(current, validated.good, source)
                 reports.append(FileReport(path, table, False, reconciliation, validated.quarantine))
             tables[table] = current
+            if table == "allocations" and workspace.has_table("usage_daily"):
+                tables["usage_daily"] = attach_allocations(
+                    workspace.read_table("usage_daily"), current
+                )
 
         quarantined = pl.concat([r.quarantine for r in reports])
         if strict and quarantined.height:
@@ -262,9 +321,13 @@ def ingest(
                 fix="fix the rows a non-strict ingest lists, or drop --strict; nothing was written",
             )
         say("committing")
-        with workspace.new_run(
-            "ingest", config={"kind": kind, "paths": [str(p) for p in paths], "strict": strict}
-        ) as run:
+        config: dict[str, Any] = {
+            "kind": kind,
+            "paths": [str(p) for p in paths],
+            "strict": strict,
+            "settings": settings,
+        }
+        with workspace.new_run("ingest", config=config) as run:
             run.manifest["timings"]["read_validate_transform"] = round(
                 time.perf_counter() - began, 4
             )
@@ -274,12 +337,15 @@ def ingest(
                 {
                     "source": r.reconciliation["source"],
                     "sha256": digests[r.path],
+                    "settings": settings,
                     "table": r.table,
-                    **{k: v for k, v in r.reconciliation.items() if k != "source"},
+                    **{k: v for k, v in r.reconciliation.items() if k not in ("source", "table")},
                 }
                 for r in reports
             ]
             run.write("quarantine", quarantined)
+            for name, frame in extra_outputs.items():
+                run.write(name, frame)
             run.write_json("reconciliation", {"files": [r.reconciliation for r in reports]})
             for name, frame in tables.items():
                 run.manifest["row_counts"][f"table:{name}"] = frame.height
@@ -293,6 +359,113 @@ def ingest(
             workspace.write_table("quarantine", all_quarantine)
             run_id = run.run_id
         return IngestReport(kind=kind, run_id=run_id, files=skipped + reports)
+
+
+USAGE_KEYS: dict[str, list[str]] = {
+    "usage_daily": ["date", "accelerator", "region", "team", "workload"],
+    "usage_hourly": ["hour", "accelerator", "region", "team", "workload"],
+}
+
+
+def _settings_key(kind: str, options: IngestOptions) -> str:
+    """What besides the bytes shapes the result: a file ingested with other settings is new."""
+    if kind == "jobs":
+        export = options.export_time.isoformat() if options.export_time else ""
+        return f"map={options.column_map or ''};export={export};grain={options.grain}"
+    if kind == "billing":
+        return f"tag_key={options.tag_key}"
+    if kind == "metrics":
+        return f"region={options.region or ''}"
+    return ""
+
+
+def _replace_overlap(
+    usage: pl.DataFrame, new: pl.DataFrame, source: str
+) -> tuple[pl.DataFrame, int]:
+    """Put a file's usage rows in the table; late data wins where exports overlap.
+
+    Rows of the same file are replaced. Rows of other job files for the same pools
+    (accelerator, region) inside the new file's period range are replaced too: a newer
+    export that covers days an older one covered restates them, and counting both would
+    double the usage. Returns the table and how many older rows were replaced.
+    """
+    time_column = "hour" if "hour" in usage.columns else "date"
+    if new.height == 0:
+        return usage.filter(pl.col("source") != source), 0
+    first, last = new[time_column].min(), new[time_column].max()
+    pools = new.select("accelerator", "region").unique()
+    older_jobs = (
+        pl.col("source").str.starts_with("jobs:")
+        & (pl.col("source") != source)
+        & pl.col(time_column).is_between(first, last)
+    )
+    overlapped = usage.filter(older_jobs).join(pools, on=["accelerator", "region"], how="semi")
+    kept = usage.filter(pl.col("source") != source)
+    if overlapped.height:
+        kept = kept.join(
+            overlapped.select(
+                *USAGE_KEYS["usage_hourly" if time_column == "hour" else "usage_daily"], "source"
+            ),
+            on=[*USAGE_KEYS["usage_hourly" if time_column == "hour" else "usage_daily"], "source"],
+            how="anti",
+        )
+    return pl.concat([kept, new.select(usage.columns)], how="vertical"), overlapped.height
+
+
+def _ingest_metrics(
+    workspace: Workspace,
+    todo: Sequence[Path],
+    options: IngestOptions,
+    reports: list[FileReport],
+    say: Progress,
+) -> dict[str, pl.DataFrame]:
+    from pipelines.metrics import (
+        fill_usage_from_metrics,
+        ingest_prometheus_json,
+        ingest_utilization_csv,
+    )
+
+    catalog = load_catalog(workspace)
+    current = workspace.read_table("utilization_daily")
+    for path in todo:
+        say(f"reading {path.name}")
+        source = _source("metrics", path)
+        if file_format(path) == "jsonl" or path.suffix.lower() == ".json":
+            result = ingest_prometheus_json(
+                path, resolver=catalog, source=source, region=options.region
+            )
+        else:
+            result = ingest_utilization_csv(path, resolver=catalog, source=source)
+        current = _replace_source(current, result.good, source)
+        reports.append(
+            FileReport(path, "utilization_daily", False, result.reconciliation(), result.quarantine)
+        )
+    out = {"utilization_daily": current}
+    if workspace.has_table("usage_daily"):
+        usage = workspace.read_table("usage_daily")
+        usage = usage.filter(~pl.col("source").str.starts_with("metrics:"))
+        out["usage_daily"] = fill_usage_from_metrics(usage, current)
+    return out
+
+
+def _refill_from_metrics(workspace: Workspace, usage: pl.DataFrame) -> pl.DataFrame:
+    """Metric-derived usage fills only pool-days without job records: redo it after jobs."""
+    if not workspace.has_table("utilization_daily"):
+        return usage
+    from pipelines.metrics import fill_usage_from_metrics
+
+    jobs_only = usage.filter(~pl.col("source").str.starts_with("metrics:"))
+    return fill_usage_from_metrics(jobs_only, workspace.read_table("utilization_daily"))
+
+
+def _whole_file(kind: str, path: Path, table: str, rows: int) -> FileReport:
+    return FileReport(
+        path,
+        table,
+        False,
+        _whole_file_reconciliation(kind, path, rows),
+        pl.DataFrame(schema=QUARANTINE_SCHEMA),
+    )
 
 
 def _whole_file_reconciliation(kind: str, path: Path, rows: int) -> dict[str, Any]:

@@ -479,9 +479,7 @@ def parse_timestamps(text: pl.Series) -> pl.Series:
     (``2026-01-05T13:22:10Z`` or with an offset) is parsed with one explicit format; the
     other forms are tried only on what is still unparsed.
     """
-    return parse_iso_timestamps(
-        text.cast(pl.String), _TIMESTAMP_FORMATS + _NAIVE_TIMESTAMP_FORMATS
-    )
+    return parse_iso_timestamps(text.cast(pl.String), _TIMESTAMP_FORMATS + _NAIVE_TIMESTAMP_FORMATS)
 
 
 def _cast_series(raw: pl.Series, dtype: pl.DataType) -> pl.Series:

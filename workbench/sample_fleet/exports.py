@@ -324,6 +324,7 @@ def _allocations(fleet: Fleet, rng: np.random.Generator) -> pl.DataFrame:
 
 
 def _metrics(fleet: Fleet, scale: Scale, rng: np.random.Generator) -> pl.DataFrame:
+    """Hourly utilization per pool, averaged over the pool's healthy chips (``chips``)."""
     rows = []
     used = fleet.used_chips
     first = fleet.history_days - scale.metric_days
@@ -349,11 +350,97 @@ def _metrics(fleet: Fleet, scale: Scale, rng: np.random.Generator) -> pl.DataFra
                         pool.region,
                         metric,
                         round(float(values[h]), 1),
+                        int(healthy),
                     )
                 )
     return pl.DataFrame(
-        rows, schema=["timestamp", "accelerator", "region", "metric", "value"], orient="row"
+        rows,
+        schema=["timestamp", "accelerator", "region", "metric", "value", "chips"],
+        orient="row",
     )
+
+
+_DCGM_POOL = ("h100-80gb", "us-central1")
+_DCGM_MODEL = "NVIDIA H100 80GB HBM3"
+_DCGM_NODES = 2
+_DCGM_GPUS_PER_NODE = 8
+_DCGM_DAYS = 2
+_DCGM_STEP_SECONDS = 300
+_DCGM_MEAN_HOLD_STEPS = 72
+"""A job holds a GPU for six hours on average (72 five-minute steps)."""
+
+
+def _dcgm_json(fleet: Fleet, metrics: pl.DataFrame, rng: np.random.Generator) -> str:
+    """A Prometheus range-query response of ``DCGM_FI_DEV_GPU_UTIL`` for 16 GPUs of one pool.
+
+    Two nodes of eight H100s in us-central1, the last two days of history at five-minute
+    steps, as ``GET /api/v1/query_range`` returns them (one series per GPU, no pod labels:
+    the pool-wide view). Each GPU is held by a job or idle (0 %), flipping like a two-state
+    Markov chain that holds it the pool's share of healthy chips in use that day; a held GPU
+    runs at the hour's pool value in ``utilization.csv`` divided by that share, so the 16
+    GPUs average about what the pool CSV says. Written one series per line, keys sorted,
+    values as integer-percent strings, so the bytes are the same for a seed.
+    """
+    accelerator, region = _DCGM_POOL
+    pool = next(
+        i for i, p in enumerate(fleet.pools) if (p.accelerator, p.region) == (accelerator, region)
+    )
+    members = fleet.pool_of_series == pool
+    hours = _DCGM_DAYS * 24
+    hourly = metrics.filter(
+        (pl.col("accelerator") == accelerator) & (pl.col("region") == region)
+    ).tail(hours)
+    first_day = fleet.history_days - _DCGM_DAYS
+    if hourly.height != hours or not hourly["timestamp"][0].startswith(str(_day(first_day))):
+        raise ValueError(f"{accelerator} in {region} has no metrics for the last {hours} hours")
+    share = np.array(
+        [
+            fleet.used_chips[members, t].sum() / fleet.healthy[pool, t]
+            for t in range(first_day, fleet.history_days)
+        ]
+    ).clip(0.05, 1.0)
+    steps_per_hour = 3600 // _DCGM_STEP_SECONDS
+    steps = hours * steps_per_hour
+    step_share = np.repeat(share, 24 * steps_per_hour)
+    held_value = np.repeat(hourly["value"].to_numpy(), steps_per_hour) / step_share
+    release = 1.0 / _DCGM_MEAN_HOLD_STEPS
+    # Chosen so that a GPU is held the day's share of the time (the chain's stationary state).
+    grab = np.minimum(1.0, release * step_share / np.maximum(1.0 - step_share, 1e-9))
+    start = int(np.datetime64(_day(first_day)).astype("datetime64[s]").astype(np.int64))
+    result: list[dict[str, Any]] = []
+    for node in range(_DCGM_NODES):
+        hostname = f"gke-uc1-train-h100-{node + 1:03d}"
+        for gpu in range(_DCGM_GPUS_PER_NODE):
+            uuid_hex = rng.bytes(16).hex()
+            held = rng.random() < step_share[0]
+            flips = rng.random(steps)
+            noise = rng.normal(0.0, 4.0, steps)
+            values: list[list[Any]] = []
+            for k in range(steps):
+                if k:
+                    held = flips[k] >= release if held else flips[k] < grab[k]
+                percent = int(np.clip(round(held_value[k] + noise[k]), 0, 100)) if held else 0
+                values.append([start + k * _DCGM_STEP_SECONDS, str(percent)])
+            labels = {
+                "DCGM_FI_DRIVER_VERSION": "550.90.07",
+                "Hostname": hostname,
+                "UUID": (
+                    f"GPU-{uuid_hex[:8]}-{uuid_hex[8:12]}-{uuid_hex[12:16]}-"
+                    f"{uuid_hex[16:20]}-{uuid_hex[20:]}"
+                ),
+                "__name__": "DCGM_FI_DEV_GPU_UTIL",
+                "cluster": "gke-uc1-train",
+                "device": f"nvidia{gpu}",
+                "gpu": str(gpu),
+                "instance": f"10.128.{node}.{10 + gpu}:9400",
+                "job": "dcgm-exporter",
+                "modelName": _DCGM_MODEL,
+                "pci_bus_id": f"00000000:{0x18 + 0x10 * gpu:02X}:00.0",
+                "region": region,
+            }
+            result.append({"metric": labels, "values": values})
+    series = ",\n".join(json.dumps(s, sort_keys=True, separators=(",", ":")) for s in result)
+    return '{"data":{"result":[\n' + series + '\n],"resultType":"matrix"},"status":"success"}\n'
 
 
 def _billing(fleet: Fleet, rng: np.random.Generator) -> pl.DataFrame:
@@ -597,7 +684,12 @@ def write_exports(
     _write_csv(orders, out / "orders" / "orders.csv")
     known, truth_events = _events(fleet)
     _write_csv(known, out / "events" / "events.csv")
-    _write_csv(_metrics(fleet, scale, rng), out / "metrics" / "utilization.csv")
+    metrics = _metrics(fleet, scale, rng)
+    _write_csv(metrics, out / "metrics" / "utilization.csv")
+    # Its own stream, so adding the file left every other export's bytes as they were.
+    (out / "metrics" / "dcgm_gpu_util.json").write_text(
+        _dcgm_json(fleet, metrics, np.random.default_rng([seed, 3])), encoding="utf-8"
+    )
     _write_csv(_billing(fleet, rng), out / "billing" / "focus_billing.csv")
     (out / "catalog").mkdir(parents=True, exist_ok=True)
     (out / "catalog" / "sku_catalog.toml").write_text(_sku_toml(), encoding="utf-8")

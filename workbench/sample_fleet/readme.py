@@ -35,7 +35,8 @@ Units: chips (one GPU or one TPU chip), chip-hours, USD, UTC.
 | file | what | columns (units) |
 |---|---|---|
 | `jobs/jobs.csv` | scheduler job records | job_id, submit_time, start_time, end_time (ISO 8601; `Z` or a local offset), chips (count), accelerator (id or alias), region, team, workload (training, serving, research, batch) |
-| `metrics/utilization.csv` | hourly busy samples per pool, last days of history | timestamp (UTC), accelerator, region, metric (`DCGM_FI_DEV_GPU_UTIL` or `tpu_duty_cycle_percent`), value (percent) |
+| `metrics/utilization.csv` | hourly utilization per pool, last days of history | timestamp (UTC, start of the hour), accelerator, region, metric (`DCGM_FI_DEV_GPU_UTIL` or `tpu_duty_cycle_percent`), value (percent, averaged over the chips), chips (healthy chips observed) |
+| `metrics/dcgm_gpu_util.json` | Prometheus range-query response: 16 H100 GPUs of us-central1, last 2 days at 5-minute steps | `data.result[]`: `metric` (labels: `__name__` `DCGM_FI_DEV_GPU_UTIL`, `modelName`, `region`, `Hostname`, `gpu`, `UUID`, ...), `values` (`[unix seconds, "percent"]`) |
 | `billing/focus_billing.csv` | cloud burst and a TPU commitment, FOCUS columns | ChargePeriodStart/End (UTC), BilledCost, EffectiveCost, ListCost (USD), BillingCurrency, ServiceName, SkuId (a SKU alias), ResourceId, RegionId, PricingQuantity, PricingUnit, ConsumedQuantity, ConsumedUnit (hours), ChargeCategory (Usage, Purchase), CommitmentDiscountId, CommitmentDiscountStatus (Used, Unused), Tags (JSON, key `team`); missing values are the string `null` |
 | `inventory/inventory.csv` | weekly (Monday) snapshots | date, accelerator, region, installed_chips, healthy_chips |
 | `orders/orders.csv` | purchase orders, past and open | order_id, accelerator, region, quantity (chips), ordered_on, expected_on, delivered_on (empty until delivered), status (open, delivered, cancelled) |
