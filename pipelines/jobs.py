@@ -22,10 +22,12 @@ excluded by the column map's filter, or dropped as an exact duplicate (two indep
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+import threading
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from queue import Full, Queue
 from typing import TYPE_CHECKING, Literal
 
 import numpy as np
@@ -423,7 +425,7 @@ def ingest_job_records(
         reader = RecordReader(path, required=JOB_REQUIRED_COLUMNS, optional=JOB_OPTIONAL_COLUMNS)
     acc = _Accumulator()
     ordinal = 0
-    for block in reader:
+    for block in _prefetched(reader):
         data_columns = [c for c in block.columns if c not in ("line", PROBLEM_COLUMN)]
         batch = block.with_columns(
             pl.int_range(ordinal, ordinal + block.height, dtype=pl.Int64).alias("__ordinal")
@@ -538,6 +540,50 @@ def ingest_job_records(
         grain=grain,
         excluded=excluded,
     )
+
+
+def _prefetched(blocks: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+    """Read the next block in a thread while this one is validated.
+
+    polars and numpy release the GIL, so parsing and validating overlap on two cores.
+    Errors surface in order; if the consumer stops early, the reader thread stops too.
+    """
+    done = object()
+    stop = threading.Event()
+    queue: Queue[object] = Queue(maxsize=2)
+
+    def hand_over(item: object) -> bool:
+        while not stop.is_set():
+            try:
+                queue.put(item, timeout=0.1)
+                return True
+            except Full:
+                continue
+        return False
+
+    def produce() -> None:
+        try:
+            for block in blocks:
+                if not hand_over(block):
+                    return
+            hand_over(done)
+        except BaseException as exc:  # handed to the consumer, raised there
+            hand_over(exc)
+
+    worker = threading.Thread(target=produce, name="record-reader", daemon=True)
+    worker.start()
+    try:
+        while True:
+            item = queue.get()
+            if item is done:
+                break
+            if isinstance(item, BaseException):
+                raise item
+            assert isinstance(item, pl.DataFrame)
+            yield item
+    finally:
+        stop.set()
+        worker.join()
 
 
 def _with_ordinals(frame: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
