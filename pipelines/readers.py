@@ -76,10 +76,11 @@ def _open_binary(path: Path) -> BinaryStream:
                 file=path,
                 fix="pip install zstandard",
             ) from None
-        return cast(
-            BinaryStream,
-            zstandard.ZstdDecompressor().stream_reader(path.open("rb"), read_across_frames=True),
+        reader = zstandard.ZstdDecompressor().stream_reader(
+            path.open("rb"), read_across_frames=True, closefd=True
         )
+        # The zstd reader has no readline(): a buffered reader on top gives it one.
+        return io.BufferedReader(cast(io.RawIOBase, reader), buffer_size=1 << 20)
     return path.open("rb")
 
 

@@ -236,9 +236,26 @@ def _one_line_reconciliation(file: Any) -> str:
         f"{rec['rows_read']:,} read = {rec['rows_loaded']:,} loaded + "
         f"{rec['rows_quarantined']:,} quarantined + {rec['duplicates_dropped']:,} duplicates"
     )
-    if "chip_hours_in" in rec:
-        text += f"; {rec['chip_hours_in']:,.0f} chip-hours in, {rec['chip_hours_out']:,.0f} out"
+    if rec.get("rows_excluded"):
+        text += f" + {rec['rows_excluded']:,} excluded by the map"
+    totals = _totals_text(rec)
+    if totals:
+        text += f"; {totals}"
     return text + ("" if rec.get("balanced") else "  [red]NOT BALANCED[/red]")
+
+
+def _totals_text(rec: dict[str, Any]) -> str:
+    """``name: in -> out`` for every quantity a connector reconciles (chip-hours, USD, ...)."""
+    parts = []
+    for key, value_in in rec.items():
+        if not key.endswith("_in") or not isinstance(value_in, int | float):
+            continue
+        name = key[:-3]
+        value_out = rec.get(f"{name}_out")
+        if isinstance(value_out, int | float):
+            label = name.replace("_", " ")
+            parts.append(f"{label}: {value_in:,.2f} in, {value_out:,.2f} out")
+    return "; ".join(parts)
 
 
 def _print_reconciliation(files: list[Any]) -> None:
@@ -249,11 +266,11 @@ def _print_reconciliation(files: list[Any]) -> None:
         "loaded",
         "quarantined",
         "duplicates",
-        "chip-hours in",
-        "chip-hours out",
+        "excluded",
+        "in = out",
         "balanced",
     ):
-        table.add_column(column, justify="left" if column == "file" else "right")
+        table.add_column(column, justify="left" if column in ("file", "in = out") else "right")
     for report in files:
         rec = report.reconciliation
         if report.skipped:
@@ -265,8 +282,8 @@ def _print_reconciliation(files: list[Any]) -> None:
             _fmt(rec.get("rows_loaded", "")),
             _fmt(rec.get("rows_quarantined", "")),
             _fmt(rec.get("duplicates_dropped", "")),
-            _fmt(rec.get("chip_hours_in", "")) if "chip_hours_in" in rec else "",
-            _fmt(rec.get("chip_hours_out", "")) if "chip_hours_out" in rec else "",
+            _fmt(rec.get("rows_excluded", 0)),
+            _totals_text(rec),
             _fmt(rec.get("balanced", "")),
         )
     console.print(table)
@@ -422,6 +439,9 @@ def demo(
         ("orders", data / "orders" / "orders.csv"),
         ("events", data / "events" / "events.csv"),
         ("jobs", jobs),
+        ("billing", data / "billing" / "focus_billing.csv"),
+        ("metrics", data / "metrics" / "utilization.csv"),
+        ("metrics", data / "metrics" / "dcgm_gpu_util.json"),
     ]
     with _progress() as progress:
         task = progress.add_task("ingesting the sample fleet", total=len(steps))

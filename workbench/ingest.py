@@ -436,7 +436,9 @@ def _ingest_metrics(
             )
         else:
             result = ingest_utilization_csv(path, resolver=catalog, source=source)
-        current = _replace_source(current, result.good, source)
+        # result.good holds the loaded samples; the daily roll-up is the table to store.
+        daily = result.extra_tables["utilization_daily"]
+        current = _replace_source(current, daily, source)
         reports.append(
             FileReport(path, "utilization_daily", False, result.reconciliation(), result.quarantine)
         )
