@@ -70,7 +70,7 @@ SERIES_KEYS = ("accelerator", "region", "team", "workload")
 Grain = Literal["day", "hour"]
 _US_PER_HOUR = 3_600_000_000
 _PERIOD_US: dict[str, int] = {"day": 24 * _US_PER_HOUR, "hour": _US_PER_HOUR}
-_SEGMENTS_PER_CHUNK = 4_000_000
+_SEGMENTS_PER_CHUNK = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -280,32 +280,38 @@ def jobs_to_usage_daily(jobs: pl.DataFrame, source: str) -> pl.DataFrame:
 
 
 def _usage_of_compact(compact: pl.DataFrame, grain: Grain) -> pl.DataFrame:
+    """Usage of compact jobs, a chunk of whole series at a time (bounded memory)."""
     period_us = _PERIOD_US[grain]
-    ordered = compact.sort("series")
-    series = ordered["series"].to_numpy()
-    submit = ordered["submit"].to_numpy()
-    start = ordered["start"].to_numpy()
-    end = ordered["end"].to_numpy()
-    chips = ordered["chips"].to_numpy()
-    run_periods = np.where(end > start, (end - 1) // period_us - start // period_us + 1, 0)
-    wait_periods = np.where(start > submit, (start - 1) // period_us - submit // period_us + 1, 0)
-    parts = [
-        _usage_of_chunk(series[s], submit[s], start[s], end[s], chips[s], period_us)
-        for s in _chunks_by_series(series, run_periods + wait_periods + 1)
-    ]
-    return (
-        pl.concat(parts)
-        if parts
-        else pl.DataFrame(
-            schema={
-                "series": pl.Int64,
-                "period": pl.Int64,
-                "chip_hours_used": pl.Float64,
-                "chip_hours_queued": pl.Float64,
-                "peak_chips": pl.Float64,
-            }
-        )
+    series_all = compact["series"].to_numpy()
+    submit_all = compact["submit"].to_numpy()
+    start_all = compact["start"].to_numpy()
+    end_all = compact["end"].to_numpy()
+    chips_all = compact["chips"].to_numpy()
+    # Sort an index, not the frame: the jobs themselves are gathered chunk by chunk.
+    order = np.argsort(series_all, kind="stable")
+    series = series_all[order]
+    run_periods = np.where(
+        end_all > start_all, (end_all - 1) // period_us - start_all // period_us + 1, 0
     )
+    wait_periods = np.where(
+        start_all > submit_all, (start_all - 1) // period_us - submit_all // period_us + 1, 0
+    )
+    weight = (run_periods + wait_periods + 1)[order]
+    del run_periods, wait_periods
+    parts = []
+    for chunk in _chunks_by_series(series, weight):
+        rows = order[chunk]
+        parts.append(
+            _usage_of_chunk(
+                series[chunk],
+                submit_all[rows],
+                start_all[rows],
+                end_all[rows],
+                chips_all[rows],
+                period_us,
+            )
+        )
+    return pl.concat(parts) if parts else _empty_usage()
 
 
 def _finish_usage(
@@ -368,7 +374,7 @@ class _Accumulator:
     compact: list[pl.DataFrame] = field(default_factory=list)
     quarantine: list[pl.DataFrame] = field(default_factory=list)
     excluded: list[pl.DataFrame] = field(default_factory=list)
-    hashes: list[pl.DataFrame] = field(default_factory=list)
+    hashes: list[pl.Series] = field(default_factory=list)
     running: int = 0
 
     def series_ids(self, good: pl.DataFrame) -> pl.Series:
@@ -431,13 +437,7 @@ def ingest_job_records(
             pl.int_range(ordinal, ordinal + block.height, dtype=pl.Int64).alias("__ordinal")
         )
         ordinal += batch.height
-        acc.hashes.append(
-            batch.select(
-                "__ordinal",
-                pl.struct(data_columns).hash(seed=11).alias("h1"),
-                pl.struct(data_columns).hash(seed=29).alias("h2"),
-            )
-        )
+        acc.hashes.append(batch.select(pl.struct(data_columns).hash(seed=11).alias("h1"))["h1"])
         rows = batch
         if column_map is not None:
             result = apply_column_map(batch, column_map, export_time=export_time)
@@ -480,7 +480,6 @@ def ingest_job_records(
         if progress is not None:
             progress(ordinal)
 
-    duplicate_ordinals = _duplicates(acc.hashes)
     compact = (
         pl.concat(acc.compact)
         if acc.compact
@@ -505,6 +504,7 @@ def ingest_job_records(
         if acc.excluded
         else pl.DataFrame(schema={**dict(QUARANTINE_SCHEMA), "__ordinal": pl.Int64})
     )
+    duplicate_ordinals = _duplicates(acc.hashes, compact, quarantine, excluded)
     if duplicate_ordinals.len():
         compact = compact.filter(~pl.col("__ordinal").is_in(duplicate_ordinals.implode()))
         quarantine = quarantine.filter(~pl.col("__ordinal").is_in(duplicate_ordinals.implode()))
@@ -595,16 +595,47 @@ def _with_ordinals(frame: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
     return frame.join(batch.select("line", "__ordinal"), on="line", how="left")
 
 
-def _duplicates(hashes: list[pl.DataFrame]) -> pl.Series:
-    """Ordinals of rows that repeat an earlier row exactly (both 64-bit hashes equal).
+def _duplicates(
+    hashes: list[pl.Series],
+    compact: pl.DataFrame,
+    quarantine: pl.DataFrame,
+    excluded: pl.DataFrame,
+) -> pl.Series:
+    """Ordinals of rows that repeat an earlier row exactly.
 
-    Only rows whose first hash repeats (rare) are compared on both, to keep memory low.
+    A 64-bit hash of each raw row finds the candidates (rare); a candidate is a duplicate
+    only if what it became is identical too (its compact job, or its raw record when it was
+    quarantined or excluded), so a hash collision can never drop a distinct row.
     """
     if not hashes:
         return pl.Series("__ordinal", [], dtype=pl.Int64)
     every = pl.concat(hashes)
-    candidates = every.filter(pl.col("h1").is_duplicated())
-    repeated = candidates.filter(~pl.struct("h1", "h2").is_first_distinct())
+    candidates = every.is_duplicated().arg_true().cast(pl.Int64)
+    if candidates.len() == 0:
+        return pl.Series("__ordinal", [], dtype=pl.Int64)
+    wanted = candidates.implode()
+    content = pl.concat(
+        [
+            compact.filter(pl.col("__ordinal").is_in(wanted)).select(
+                "__ordinal",
+                pl.concat_str(
+                    [
+                        pl.col(c).cast(pl.String)
+                        for c in ("series", "submit", "start", "end", "chips")
+                    ],
+                    separator="|",
+                ).alias("content"),
+            ),
+            quarantine.filter(pl.col("__ordinal").is_in(wanted)).select(
+                "__ordinal", pl.col("record").alias("content")
+            ),
+            excluded.filter(pl.col("__ordinal").is_in(wanted)).select(
+                "__ordinal", pl.col("record").alias("content")
+            ),
+        ]
+    )
+    content = content.with_columns(every.gather(content["__ordinal"]).alias("h1")).sort("__ordinal")
+    repeated = content.filter(~pl.struct("h1", "content").is_first_distinct())
     return repeated["__ordinal"]
 
 

@@ -507,7 +507,7 @@ def split_broken_rows(
     Returns the sound rows (without ``__problem``) and a quarantine frame for the broken
     ones, with field ``line``, the reader's reason and the raw fields as JSON.
     """
-    data_columns = [c for c in frame.columns if c not in ("line", PROBLEM_COLUMN)]
+    data_columns = [c for c in frame.columns if c != "line" and not c.startswith("__")]
     broken = frame.filter(pl.col(PROBLEM_COLUMN).is_not_null())
     sound = frame.filter(pl.col(PROBLEM_COLUMN).is_null()).drop(PROBLEM_COLUMN)
     quarantine = broken.select(

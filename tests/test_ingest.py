@@ -679,3 +679,15 @@ def test_ingest_job_records_reconciles_a_small_file(catalog, write_jobs):
     assert result.queued_chip_hours_in == result.queued_chip_hours_out == 8 * 1
     assert result.balanced
     assert result.quarantine["line"].to_list() == [5]
+
+
+def test_duplicates_of_quarantined_and_broken_rows_are_counted_once(catalog_workspace, write_jobs):
+    good = job_line("g", "2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z", 8)
+    bad = job_line("b", "2026-01-01T01:00:00Z", "2026-01-01T02:00:00Z", "eight")
+    broken = "j-short,2026-01-01T01:00:00Z"
+    path = write_jobs([good, bad, broken, bad, broken, good])
+    report = ingest(catalog_workspace, "jobs", [path])
+    rec = report.files[0].reconciliation
+    assert (rec["rows_read"], rec["rows_loaded"], rec["rows_quarantined"]) == (6, 1, 2)
+    assert rec["duplicates_dropped"] == 3
+    assert sorted(report.quarantine["line"].to_list()) == [3, 4]
