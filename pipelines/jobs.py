@@ -515,7 +515,7 @@ def ingest_job_records(
     duplicate_ordinals = _duplicates(acc.hashes, compact, quarantine, excluded)
     if duplicate_ordinals.len():
         wanted = duplicate_ordinals.implode()
-        keep = ~np.isin(compact["ordinal"], duplicate_ordinals.to_numpy())
+        keep = ~_member(compact["ordinal"], np.sort(duplicate_ordinals.to_numpy()))
         compact = {name: values[keep] for name, values in compact.items()}
         quarantine = quarantine.filter(~pl.col("__ordinal").is_in(wanted))
         excluded = excluded.filter(~pl.col("__ordinal").is_in(wanted))
@@ -607,6 +607,14 @@ def _with_ordinals(frame: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
     return frame.join(batch.select("line", "__ordinal"), on="line", how="left")
 
 
+def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """``np.isin`` for a small sorted set, without isin's large temporary arrays."""
+    if sorted_set.size == 0:
+        return np.zeros(values.size, dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
+    return np.asarray(sorted_set[at] == values)
+
+
 def _duplicates(
     hashes: list[np.ndarray],
     compact: dict[str, np.ndarray],
@@ -628,8 +636,8 @@ def _duplicates(
     del ordered
     if repeated_values.size == 0:
         return empty
-    candidates = np.flatnonzero(np.isin(every, repeated_values))
-    at = np.flatnonzero(np.isin(compact["ordinal"], candidates))
+    candidates = np.flatnonzero(_member(every, repeated_values))
+    at = np.flatnonzero(_member(compact["ordinal"], candidates))
     loaded = pl.DataFrame(
         {c: compact[c][at] for c in ("ordinal", "series", "submit", "start", "end", "chips")}
     ).select(
