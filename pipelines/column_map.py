@@ -26,8 +26,7 @@ The TOML format (every key is optional; a map file may start from another map)::
     [file]
     format = "csv"                      # csv | jsonl | parquet; omitted: from the extension
     delimiter = "|"                     # csv only (default ",")
-    has_header = true                   # false: name the columns with column_names
-    column_names = ["id", "t0"]
+    has_header = true                   # false: then name them, column_names = ["id", ...]
     timezone = "America/Chicago"        # IANA name for naive timestamps (default UTC)
     export_time = 2026-01-05T12:00:00Z  # when the file was exported (cuts running jobs)
 
@@ -63,7 +62,12 @@ value map, matched trimmed and case-insensitively; an unlisted value passes thro
 the file; ``workload`` of the generic map is). A column not named in ``[columns]`` is read
 from the source column of the same name. With ``extends``, a column given here replaces the
 base's whole rule, ``[file]`` and ``[timestamps]`` keys override one by one, and
-``[[exclude]]`` rules are added to the base's.
+``[[exclude]]`` rules are added to the base's. The presets ``slurm-sacct`` and ``k8s-pods``
+leave ``region`` to the user: extend them, or pass ``overrides={"region": ...}`` to
+:func:`load_column_map`.
+
+:attr:`ColumnMap.source_columns` are the top-level columns a file must have;
+:attr:`ColumnMap.optional_columns` are read when present.
 
 Source paths: ``JobID`` names a column; for JSON Lines read as nested objects (polars
 Struct and List columns) ``metadata.namespace`` steps into an object, ``containers[0]``
@@ -161,6 +165,7 @@ _MIN_US = -62_135_596_800 * _US_PER_S
 _MAX_US = 253_402_300_799 * _US_PER_S
 _EXPR_HINT = "write + - * / over operand names, numbers and parentheses, e.g. 'gpus * gpu_share'"
 _MAX_EXTENDS_DEPTH = 8
+_MAX_CHUNKS = 64
 
 
 # --------------------------------------------------------------------------- source paths
@@ -496,23 +501,24 @@ class ColumnMap:
 
     @property
     def source_columns(self) -> tuple[str, ...]:
-        """Top-level source columns the map reads, in order (for the reader to keep)."""
-        paths = [p for c in CANONICAL_COLUMNS for p in self.rule(c).paths()]
-        paths += [p for rule in self.exclude for p in rule.columns]
-        return tuple(dict.fromkeys(_top_column(p) for p in paths))
+        """Top-level source columns the map needs: the file must have them (in map order).
 
-    @property
-    def required_columns(self) -> tuple[str, ...]:
-        """Top-level source columns that must be in the file: a missing one is a file error.
-
-        Columns of a multi-entry list, of ``optional`` rules and of optional exclude rules
-        may be absent (their values are then missing).
+        For the reader's required-column check. Columns of a multi-entry list, of
+        ``optional`` rules and of optional exclude rules are in :attr:`optional_columns`.
         """
         paths = [p for c in CANONICAL_COLUMNS for p in self.rule(c).required_paths()]
         paths += [
             rule.columns[0] for rule in self.exclude if len(rule.columns) == 1 and not rule.optional
         ]
         return tuple(dict.fromkeys(_top_column(p) for p in paths))
+
+    @property
+    def optional_columns(self) -> tuple[str, ...]:
+        """Top-level source columns the map reads when present (absent: values missing)."""
+        paths = [p for c in CANONICAL_COLUMNS for p in self.rule(c).paths()]
+        paths += [p for rule in self.exclude for p in rule.columns]
+        needed = set(self.source_columns)
+        return tuple(c for c in dict.fromkeys(_top_column(p) for p in paths) if c not in needed)
 
     def format_for(self, path: str | Path) -> FileFormat:
         """The file format: the map's ``format``, or else the one the extension names."""
@@ -1118,13 +1124,16 @@ def _utc(moment: datetime, timezone: str, *, file: str | Path | None, key: str) 
     return cast(datetime, instant).astimezone(UTC)
 
 
-def load_column_map(spec: str | Path) -> ColumnMap:
+def load_column_map(spec: str | Path, *, overrides: Mapping[str, str] | None = None) -> ColumnMap:
     """Load a column map: a preset name (see :func:`available_presets`) or a TOML file path.
 
-    Follows ``extends`` (a preset name or a path relative to the file). Every problem (an
-    unknown preset, a missing file, bad TOML, an unknown key, a bad path, expression,
-    regular expression, timezone or timestamp unit, a preset column left for the user to
-    set) raises :class:`WorkbenchError` naming the file, the key and the fix.
+    Follows ``extends`` (a preset name or a path relative to the file). ``overrides`` sets
+    canonical columns to constants on top of the map, e.g. ``{"region": "us-central1"}`` for
+    a CLI ``--region``, so a preset that leaves a column to the user can be used without a
+    map file of one's own. Every problem (an unknown preset, a missing file, bad TOML, an
+    unknown key, a bad path, expression, regular expression, timezone or timestamp unit, a
+    preset column left for the user to set) raises :class:`WorkbenchError` naming the file,
+    the key and the fix.
     """
     path = _locate(spec, base=None)
     layers = _load_layers(path, (path.resolve(),))
@@ -1136,6 +1145,15 @@ def load_column_map(spec: str | Path) -> ColumnMap:
         settings.update(layer.settings)
         columns.update(layer.columns)
         exclude.extend(layer.exclude)
+    for column, value in (overrides or {}).items():
+        if column not in CANONICAL_COLUMNS or not isinstance(value, str) or not value.strip():
+            raise WorkbenchError(
+                f"cannot set {column!r} to {value!r}",
+                file=path,
+                field=column,
+                fix=f"override one of {', '.join(CANONICAL_COLUMNS)} with a non-empty text",
+            )
+        columns[column] = FieldRule(value=value.strip(), defined_in="overrides")
     # A name belongs to its file: a map that extends a preset is not named after the preset.
     settings["name"] = top.settings.get("name", path.stem)
     timezone = settings.get("timezone", "UTC")
@@ -1247,6 +1265,29 @@ def _json_path(parts: Sequence[str | int]) -> str:
     return "$" + "".join(steps)
 
 
+class _Plan:
+    """Columns to add in stages, each stage reading only columns of earlier ones.
+
+    Polars expressions are trees: a value used twice is computed twice, and chained
+    ``when``/``then`` over a regex over a path multiplies the work. Naming each step as a
+    column keeps every step computed once.
+    """
+
+    STAGES = 7
+
+    def __init__(self) -> None:
+        self.stages: list[list[pl.Expr]] = [[] for _ in range(self.STAGES)]
+
+    def add(self, stage: int, expr: pl.Expr) -> None:
+        self.stages[stage].append(expr)
+
+    def run(self, frame: pl.LazyFrame) -> pl.LazyFrame:
+        for stage in self.stages:
+            if stage:
+                frame = frame.with_columns(stage)
+        return frame
+
+
 @dataclass(frozen=True)
 class _Mapper:
     """Builds the polars expressions of one map over one raw frame's schema."""
@@ -1339,40 +1380,54 @@ class _Mapper:
             return pl.lit(None, dtype=pl.String)
         return texts[0] if len(texts) == 1 else pl.coalesce(texts)
 
-    def rule_text(self, rule: FieldRule, column: str) -> pl.Expr:
-        """Text after regex, value map and default; null when missing; raw text on a miss."""
-        base = self.source_text(rule, column)
+    def plan_text(self, plan: _Plan, rule: FieldRule, column: str, key: str) -> None:
+        """Add the columns that turn a rule's source into its text, ending in ``key``.
+
+        ``key`` is null when the value is missing (after ``default``), the mapped or
+        extracted text when a rule applies, and the raw text when a regex does not match.
+        ``{key}__src`` keeps the source text (null: no source value).
+        """
+        source = f"{key}__src"
+        plan.add(0, self.source_text(rule, column).alias(source))
+        base = pl.col(source)
         default = pl.lit(rule.default, dtype=pl.String)
         extracted = base
-        if rule.regex:
-            candidates = [base.str.extract(p, _regex_group(p)) for p in rule.regex]
-            found = candidates[0] if len(candidates) == 1 else pl.coalesce(candidates)
-            extracted = pl.when(found != "").then(found).otherwise(None)
         cases = [(base.is_null(), default)]
         if rule.regex:
+            found = [base.str.extract(p, _regex_group(p)) for p in rule.regex]
+            plan.add(1, (found[0] if len(found) == 1 else pl.coalesce(found)).alias(f"{key}__re"))
+            plan.add(2, pl.col(f"{key}__re").replace("", None).alias(f"{key}__ext"))
+            extracted = pl.col(f"{key}__ext")
             cases.append((extracted.is_null(), base))
         if rule.values:
-            mapped = extracted.str.to_lowercase().replace_strict(
+            lookup = extracted.str.to_lowercase().replace_strict(
                 dict(rule.values), default=None, return_dtype=pl.String
             )
+            plan.add(3, lookup.alias(f"{key}__map"))
+            mapped = pl.col(f"{key}__map")
             cases.append((mapped.is_not_null(), mapped))
             if rule.default is not None:
-                return _first_case(cases, default)
-        return _first_case(cases, extracted)
+                plan.add(4, _first_case(cases, default).alias(key))
+                return
+        plan.add(4, _first_case(cases, extracted).alias(key))
 
-    def timestamp(self, column: str) -> tuple[pl.Expr, pl.Expr]:
-        """(text, fast UTC Datetime) of a timestamp column.
+    def plan_timestamp(self, plan: _Plan, column: str) -> tuple[str, str]:
+        """Add a timestamp column's text and its fast ISO UTC text; return both names.
 
-        The Datetime is null where the fast path did not read the text; those rows go
+        The fast text is null where the fast path did not read the text; those rows go
         through :meth:`timestamp_slow`.
         """
         rule = self.cmap.rule(column)
-        text = self.rule_text(rule, column)
+        text, fast = f"__cm_{column}", f"__cm_{column}__fast"
+        self.plan_text(plan, rule, column, text)
         unit = rule.unit or self.cmap.timestamp_unit
         if unit == "iso":
-            return text, _iso_datetime(text, self.cmap.timezone, every_shape=False)
-        origin = rule.origin or self.cmap.timestamp_origin
-        return text, _number_datetime(text, unit, origin)
+            instant = _iso_datetime(pl.col(text), self.cmap.timezone, every_shape=False)
+        else:
+            origin = rule.origin or self.cmap.timestamp_origin
+            instant = _number_datetime(pl.col(text), unit, origin)
+        plan.add(5, instant.dt.strftime(_ISO_FORMAT).alias(fast))
+        return text, fast
 
     def timestamp_slow(self, column: str, text: pl.Expr) -> pl.Expr:
         """ISO UTC text of what the fast path missed: other ISO shapes, else the raw text."""
@@ -1392,35 +1447,53 @@ class _Mapper:
         raw = pl.when(annotate).then(text + pl.lit(note)).otherwise(text)
         return pl.coalesce(parsed.dt.strftime(_ISO_FORMAT), raw)
 
-    def chips(self) -> pl.Expr:
-        """Chips as a decimal number text, or the raw text (the expression with raw values)."""
+    def plan_chips(self, plan: _Plan) -> str:
+        """Add the chips columns: a decimal number text, or the raw text; return its name."""
         rule = self.cmap.rule("chips")
+        out = "__cm_chips"
         if rule.expr is None:
-            text = self.rule_text(rule, "chips")
-            number = text.cast(pl.Float64, strict=False)
-            return pl.when(number.is_finite()).then(_number_text(number)).otherwise(text)
+            text = f"{out}__text"
+            self.plan_text(plan, rule, "chips", text)
+            plan.add(5, pl.col(text).cast(pl.Float64, strict=False).alias(f"{out}__number"))
+            number = pl.col(f"{out}__number")
+            plan.add(
+                6,
+                pl.when(number.is_finite())
+                .then(_number_text(number))
+                .otherwise(pl.col(text))
+                .alias(out),
+            )
+            return out
         texts: dict[str, pl.Expr] = {}
+        numbers: dict[str, pl.Expr] = {}
         # Whether the row has any source value at all: defaults and constants do not count,
         # so a row with nothing to compute from has missing chips, not "null * 1".
         present: list[pl.Expr] = []
-        for name in rule.expr.operands:
+        for index, name in enumerate(rule.expr.operands):
             operand = rule.inputs.get(name) or FieldRule(
                 columns=(name,), defined_in=rule.defined_in
             )
-            texts[name] = self.rule_text(operand, "chips")
+            key = f"{out}__op{index}"
+            self.plan_text(plan, operand, "chips", key)
+            texts[name] = pl.col(key)
+            numbers[name] = pl.col(key).cast(pl.Float64, strict=False)
             if operand.value is None:
-                present.append(self.source_text(operand, "chips").is_not_null())
-        numbers = {n: t.cast(pl.Float64, strict=False) for n, t in texts.items()}
-        value = rule.expr.evaluate(numbers)
+                present.append(pl.col(f"{key}__src").is_not_null())
         all_numbers = pl.all_horizontal([n.is_not_null() for n in numbers.values()])
-        any_present = pl.any_horizontal(present) if present else pl.lit(True)
-        return (
-            pl.when(all_numbers & value.is_finite())
+        plan.add(5, rule.expr.evaluate(numbers).alias(f"{out}__value"))
+        plan.add(5, all_numbers.alias(f"{out}__numeric"))
+        plan.add(5, (pl.any_horizontal(present) if present else pl.lit(True)).alias(f"{out}__any"))
+        value = pl.col(f"{out}__value")
+        plan.add(
+            6,
+            pl.when(pl.col(f"{out}__numeric") & value.is_finite())
             .then(_number_text(value))
-            .when(any_present)
+            .when(pl.col(f"{out}__any"))
             .then(rule.expr.render(texts))
             .otherwise(None)
+            .alias(out),
         )
+        return out
 
     def exclude_reason(self) -> pl.Expr:
         """The reason of the first exclude rule a row meets (null: keep the row)."""
@@ -1554,7 +1627,8 @@ def apply_column_map(
     export time is known.
     """
     _check_overrides(cmap)
-    frame = raw
+    # A frame stitched from many small batches makes every string operation pay per chunk.
+    frame = raw.rechunk() if max(raw.n_chunks("all"), default=0) > _MAX_CHUNKS else raw
     if _LINE not in frame.columns:
         # After a header line the first data row is line 2; JSON Lines and Parquet have none.
         first = 2 if cmap.has_header and cmap.format not in ("jsonl", "parquet") else 1
@@ -1578,15 +1652,18 @@ def apply_column_map(
     )
     kept = flagged.filter(~leave_out)
 
-    stamps = {c: mapper.timestamp(c) for c in TIMESTAMP_COLUMNS}
-    # Lazy, so that sub-expressions shared between columns are computed once.
+    plan = _Plan()
+    for column in _TEXT_COLUMNS:
+        mapper.plan_text(plan, cmap.rule(column), column, f"__cm_{column}")
+    stamps = {c: mapper.plan_timestamp(plan, c) for c in TIMESTAMP_COLUMNS}
+    chips = mapper.plan_chips(plan)
     staged = (
-        kept.lazy()
+        plan.run(kept.lazy())
         .select(
-            *[mapper.rule_text(cmap.rule(c), c).alias(c) for c in _TEXT_COLUMNS],
-            *[text.alias(f"__{c}_text") for c, (text, _) in stamps.items()],
-            *[fast.dt.strftime(_ISO_FORMAT).alias(c) for c, (_, fast) in stamps.items()],
-            mapper.chips().alias("chips"),
+            *[pl.col(f"__cm_{c}").alias(c) for c in _TEXT_COLUMNS],
+            *[pl.col(text).alias(f"__{c}_text") for c, (text, _) in stamps.items()],
+            *[pl.col(fast).alias(c) for c, (_, fast) in stamps.items()],
+            pl.col(chips).alias("chips"),
             pl.col(_LINE),
             pl.col(_PROBLEM),
         )

@@ -79,12 +79,30 @@ def test_running_jobs_are_cut_at_the_export_time(workspace_copy: Workspace, tmp_
         '"status": {"startTime": "2026-11-01T10:00:00Z"}}\n'
     )
     ws = str(workspace_copy.root)
+    # A preset plus the region on the command line...
     out = run(
         "ingest",
         "jobs",
         str(jobs),
         "--map",
         "k8s-pods",
+        "--region",
+        "us-central1",
+        "--export-time",
+        "2026-11-01T16:00:00Z",
+        "-w",
+        ws,
+    )
+    assert "yes" in out
+    # ...or a site map that extends the preset: the same rows, replaced, not added.
+    site_map = tmp_path / "our-cluster.toml"
+    site_map.write_text('extends = "k8s-pods"\n\n[columns]\nregion = { value = "us-central1" }\n')
+    out = run(
+        "ingest",
+        "jobs",
+        str(jobs),
+        "--map",
+        str(site_map),
         "--export-time",
         "2026-11-01T16:00:00Z",
         "-w",

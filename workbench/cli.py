@@ -162,7 +162,8 @@ def ingest(
     ] = "day",
     tag_key: Annotated[str, typer.Option(help="billing: the tag that names the team.")] = "team",
     region: Annotated[
-        str | None, typer.Option(help="metrics: region of series that carry no region label.")
+        str | None,
+        typer.Option(help="metrics and mapped jobs: the region, where the file carries none."),
     ] = None,
 ) -> None:
     from workbench.ingest import ingest as run_ingest

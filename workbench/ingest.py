@@ -171,7 +171,7 @@ class IngestOptions:
     tag_key: str = "team"
     """Billing tag that names the team."""
     region: str | None = None
-    """Region for metric series that carry none."""
+    """Region for metric series that carry none, and for a job column map that sets none."""
 
 
 def ingest(
@@ -205,7 +205,8 @@ def ingest(
     if kind == "jobs" and options.column_map:
         from pipelines.column_map import load_column_map
 
-        column_map = load_column_map(options.column_map)
+        overrides = {"region": options.region} if options.region else None
+        column_map = load_column_map(options.column_map, overrides=overrides)
 
     began = time.perf_counter()
     with workspace.writer_lock():
