@@ -201,11 +201,14 @@ def ingest(
         console.print(
             f"[yellow]{quarantine.height:,} row(s) quarantined[/yellow]; first of each reason:"
         )
+        # One example per kind of problem: the reason with its values blanked out.
         shown = quarantine.with_columns(
-            pl.col("reason")
-            .str.replace_all(r"'[^']*'", "'…'")
-            .str.replace_all(r"[-\d:T+.Z ]{8,}", "…")
-            .alias("__kind")
+            (
+                pl.col("field").fill_null("")
+                + pl.col("reason")
+                .str.replace_all(r"'[^']*'", "'…'")
+                .str.replace_all(r"\d[\d:T+.Z-]*", "#")
+            ).alias("__kind")
         ).unique("__kind", keep="first", maintain_order=True)
         for row in shown.head(12).iter_rows(named=True):
             file = row["source"].split(":", 1)[-1]
