@@ -9,7 +9,7 @@ WORKSPACE ?= workspace
 PORT ?= 8501
 
 .DEFAULT_GOAL := help
-.PHONY: help env demo test pytest lint chromium sample bench bench-large clean
+.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench: env  ## benchmarks on the small and medium fleets (numbers for the README
 
 bench-large: env  ## benchmarks including the large fleet (10M jobs; several minutes)
 	$(PY) benchmarks/run.py --large
+
+bench-ingest: env  ## ingest of the large fleet (CSV and Parquet) against DuckDB and pandas references
+	$(PY) benchmarks/ingest_large.py --scale large
 
 clean:  ## remove the environment, caches and the default workspace
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(WORKSPACE)

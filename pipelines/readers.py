@@ -183,7 +183,8 @@ class RecordReader:
         self.header = tuple(parquet.schema_arrow.names)
         self._check_header(self.header, 1)
         offset = 1
-        for batch in parquet.iter_batches(batch_size=1_000_000):
+        # Batches about as large as a text block: memory stays flat on big files.
+        for batch in parquet.iter_batches(batch_size=100_000):
             frame = pl.from_arrow(batch)
             assert isinstance(frame, pl.DataFrame)
             frame = frame.with_columns(_as_text(frame.schema[c], c) for c in frame.columns)
