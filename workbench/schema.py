@@ -503,6 +503,10 @@ def _resolve_accelerators(names: pl.Series, resolver: AcceleratorResolver) -> pl
     return names.replace_strict(mapping, default=None, return_dtype=pl.String).alias(names.name)
 
 
+_SAME_TEXT_TWINS = {"submit_time": "start_time"}
+"""Columns whose text often equals another's: equal text gets the twin's parsed value."""
+
+
 def validate(
     raw: pl.DataFrame,
     spec: TableSpec,
@@ -535,13 +539,25 @@ def validate(
             if c not in raw.columns and c != "source"
         ]
     )
-    frame = frame.with_columns(
-        [
-            _cast_series(frame.get_column(f"{c}__raw"), spec.schema[c]).alias(c)
-            for c in spec.schema.names()
-            if c != "source"
-        ]
-    )
+    casts: dict[str, pl.Series] = {}
+    names = [c for c in spec.schema.names() if c != "source"]
+    for c in sorted(names, key=lambda name: name in _SAME_TEXT_TWINS):
+        raw_values = frame.get_column(f"{c}__raw")
+        twin = _SAME_TEXT_TWINS.get(c)
+        if twin in casts and raw_values.dtype == pl.String:
+            # Most jobs start when submitted: parse only the texts that differ from the twin.
+            same = (raw_values == frame.get_column(f"{twin}__raw")).fill_null(False)
+            if same.any():
+                where = (~same).arg_true()
+                reused = casts[twin].clone()
+                if where.len():
+                    reused = reused.scatter(
+                        where, _cast_series(raw_values.gather(where), spec.schema[c])
+                    )
+                casts[c] = reused.alias(c)
+                continue
+        casts[c] = _cast_series(raw_values, spec.schema[c]).alias(c)
+    frame = frame.with_columns(list(casts.values()))
     if resolver is not None and "accelerator" in spec.schema.names():
         frame = frame.with_columns(_resolve_accelerators(frame.get_column("accelerator"), resolver))
 
