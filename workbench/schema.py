@@ -403,22 +403,8 @@ class Validated:
 
 
 def _cast_expr(column: str, dtype: pl.DataType) -> pl.Expr:
+    """Cast a raw text column to a non-timestamp dtype (timestamps: parse_timestamps)."""
     raw = pl.col(column)
-    if isinstance(dtype, pl.Datetime):
-        text = raw.cast(pl.String).str.strip_chars()
-        # Exports write 'Z', '+02:00', or nothing (meaning UTC); unify to an explicit offset.
-        text = (
-            pl.when(text.str.ends_with("Z"))
-            .then(text.str.slice(0, text.str.len_chars() - 1) + "+00:00")
-            .when(text.str.contains(r"[+-]\d\d:?\d\d$"))
-            .then(text)
-            .otherwise(text + "+00:00")
-        ).str.replace(" ", "T")
-        return pl.coalesce(
-            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%z", time_zone="UTC", strict=False),
-            text.str.to_datetime("%Y-%m-%dT%H:%M:%S%.f%z", time_zone="UTC", strict=False),
-            text.str.to_datetime("%Y-%m-%dT%H:%M%z", time_zone="UTC", strict=False),
-        ).dt.cast_time_unit("us")
     if isinstance(dtype, pl.Date):
         return raw.cast(pl.String).str.strip_chars().str.to_date("%Y-%m-%d", strict=False)
     if dtype == pl.String:
