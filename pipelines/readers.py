@@ -270,14 +270,28 @@ class RecordReader:
         content_ends[has_cr] -= 1
         blank = content_ends == starts
         fields: np.ndarray | None = None
+        guessed = False
         if self.kind == "csv":
-            # Fields per line from a running count of separators (exact, one pass).
-            running = np.cumsum(data == ord(self.delimiter), dtype=np.int32)
-            before = np.where(starts > 0, running[np.maximum(starts - 1, 0)], 0)
-            fields = running[ends] - before + 1
+            width = len(self.header)
+            separators = data == ord(self.delimiter)
+            filled = n_lines - int(blank.sum())
+            if (
+                width > 1
+                and int(np.count_nonzero(separators)) == filled * (width - 1)
+                and not np.any(data == _QUOTE)
+            ):
+                # The block holds exactly as many separators as well-formed lines would. A
+                # line with too many fields makes the strict parse below fail, and then every
+                # line is counted; so here every non-empty line has exactly `width` fields.
+                fields = np.full(n_lines, width, dtype=np.int64)
+                guessed = True
+            else:
+                fields = _fields_per_line(separators, starts, ends)
         # Whitespace-only lines are blank too. They have no separator (CSV) or are short
         # (JSON), so only those few candidates are looked at one by one.
-        if fields is not None and len(self.header) > 1:
+        if guessed:
+            candidates = np.zeros(0, dtype=np.int64)
+        elif fields is not None and len(self.header) > 1:
             candidates = np.flatnonzero((fields == 1) & ~blank)
         else:
             candidates = np.flatnonzero(((content_ends - starts) <= 64) & ~blank)
@@ -289,8 +303,11 @@ class RecordReader:
         line_numbers = line_base + 1 + np.arange(n_lines, dtype=np.int64)
         if n_blank:
             keep = ~blank
-            pieces = [block[s : e + 1] for s, e in zip(starts[keep], ends[keep], strict=True)]
-            kept_block = b"".join(pieces)
+            # Drop the blank lines' bytes (few lines) with one mask over the block.
+            keep_bytes = np.ones(data.size, dtype=bool)
+            for index in np.flatnonzero(blank):
+                keep_bytes[starts[index] : ends[index] + 1] = False
+            kept_block = data[keep_bytes].tobytes()
             line_numbers = line_numbers[keep]
             if fields is not None:
                 fields = fields[keep]
@@ -309,7 +326,7 @@ class RecordReader:
             frame = self._parse_jsonl(block, n_records)
         else:
             assert fields is not None
-            frame = self._parse_csv(block, data, ends, fields, n_records)
+            frame = self._parse_csv(block, data, ends, fields, n_records, guessed=guessed)
         frame = frame.with_columns(pl.Series("line", line_numbers, dtype=pl.Int64))
         if not text_ok:
             bad_utf8 = pl.any_horizontal(
@@ -326,10 +343,38 @@ class RecordReader:
         return frame, n_lines
 
     def _parse_csv(
-        self, block: bytes, data: np.ndarray, ends: np.ndarray, fields: np.ndarray, n_records: int
+        self,
+        block: bytes,
+        data: np.ndarray,
+        ends: np.ndarray,
+        fields: np.ndarray,
+        n_records: int,
+        *,
+        guessed: bool = False,
     ) -> pl.DataFrame:
         header = list(self.header)
         width = len(header)
+        if guessed:
+            try:
+                strict = pl.read_csv(
+                    io.BytesIO(block),
+                    has_header=False,
+                    new_columns=header,
+                    schema={name: pl.String for name in header},
+                    separator=self.delimiter,
+                    truncate_ragged_lines=False,
+                    encoding="utf8-lossy",
+                    raise_if_empty=False,
+                )
+                if strict.height == n_records:
+                    return strict.with_columns(_empty_to_null(header)).with_columns(
+                        pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN)
+                    )
+            except Exception:
+                pass
+            # A ragged line after all: count every line's fields.
+            starts = np.concatenate([[0], ends[:-1] + 1])
+            fields = _fields_per_line(data == ord(self.delimiter), starts, ends)
         quoted = np.zeros(n_records, dtype=bool)
         quote_positions = np.flatnonzero(data == _QUOTE)
         if quote_positions.size:
@@ -435,6 +480,13 @@ class RecordReader:
         if not has_problem:
             frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN))
         return frame
+
+
+def _fields_per_line(separators: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:
+    """Fields of each line, from a running count of separators (exact, one pass)."""
+    running = np.cumsum(separators, dtype=np.int32)
+    before = np.where(starts > 0, running[np.maximum(starts - 1, 0)], 0)
+    return np.asarray(running[ends] - before + 1, dtype=np.int64)
 
 
 def _as_text(dtype: pl.DataType, column: str) -> pl.Expr:

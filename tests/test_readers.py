@@ -141,3 +141,17 @@ def test_a_missing_file_and_a_folder_are_readable_errors(tmp_path):
         RecordReader(tmp_path / "nope.csv", required=["a"])
     with pytest.raises(WorkbenchError, match="folder"):
         RecordReader(tmp_path, required=["a"])
+
+
+def test_a_short_and_a_long_line_that_balance_out_are_both_caught(tmp_path):
+    # 2 + 16 fields: as many separators as two good lines, so only per-line counting tells.
+    long_line = ROWS[0] + "," + ",".join(["x"] * 7)
+    path = _csv(tmp_path, [ROWS[0], "j5,2026-01-01T00:00:00Z", long_line, ROWS[1]])
+    frame = RecordReader(path, required=["job_id"]).read_all()
+    problems = dict(zip(frame["line"], frame[PROBLEM_COLUMN], strict=True))
+    assert problems == {
+        2: None,
+        3: "expected 9 fields, found 2",
+        4: "expected 9 fields, found 16",
+        5: None,
+    }
