@@ -457,15 +457,12 @@ def ingest_job_records(
         reader = RecordReader(path, required=JOB_REQUIRED_COLUMNS, optional=JOB_OPTIONAL_COLUMNS)
     acc = _Accumulator()
     ordinal = 0
-    for block in _prefetched(reader):
-        data_columns = [c for c in block.columns if c not in ("line", PROBLEM_COLUMN)]
-        batch = block.with_columns(
+    for block in _prefetched(reader, _with_row_hash):
+        batch = block.drop("__hash").with_columns(
             pl.int_range(ordinal, ordinal + block.height, dtype=pl.Int64).alias("__ordinal")
         )
         ordinal += batch.height
-        acc.hashes.append(
-            batch.select(pl.struct(data_columns).hash(seed=11).alias("h1"))["h1"].to_numpy()
-        )
+        acc.hashes.append(block["__hash"].to_numpy())
         rows = batch
         if column_map is not None:
             result = apply_column_map(batch, column_map, export_time=export_time)
@@ -554,10 +551,20 @@ def ingest_job_records(
     )
 
 
-def _prefetched(blocks: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
+def _with_row_hash(block: pl.DataFrame) -> pl.DataFrame:
+    """The block with ``__hash``: a 64-bit hash of each raw row, for exact duplicates."""
+    data_columns = [c for c in block.columns if c not in ("line", PROBLEM_COLUMN)]
+    return block.with_columns(pl.struct(data_columns).hash(seed=11).alias("__hash"))
+
+
+def _prefetched(
+    blocks: Iterable[pl.DataFrame],
+    prepare: Callable[[pl.DataFrame], pl.DataFrame] = lambda block: block,
+) -> Iterator[pl.DataFrame]:
     """Read the next block in a thread while this one is validated.
 
     polars and numpy release the GIL, so parsing and validating overlap on two cores.
+    ``prepare`` runs on each block in the reader thread too (work that needs no state).
     Errors surface in order; if the consumer stops early, the reader thread stops too.
     """
     done = object()
@@ -576,7 +583,7 @@ def _prefetched(blocks: Iterable[pl.DataFrame]) -> Iterator[pl.DataFrame]:
     def produce() -> None:
         try:
             for block in blocks:
-                if not hand_over(block):
+                if not hand_over(prepare(block)):
                     return
             hand_over(done)
         except BaseException as exc:  # handed to the consumer, raised there
