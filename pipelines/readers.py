@@ -356,16 +356,7 @@ class RecordReader:
         width = len(header)
         if guessed:
             try:
-                strict = pl.read_csv(
-                    io.BytesIO(block),
-                    has_header=False,
-                    new_columns=header,
-                    schema={name: pl.String for name in header},
-                    separator=self.delimiter,
-                    truncate_ragged_lines=False,
-                    encoding="utf8-lossy",
-                    raise_if_empty=False,
-                )
+                strict = self._read_block(block, header, ragged=False)
                 if strict.height == n_records:
                     return strict.with_columns(_empty_to_null(header)).with_columns(
                         pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN)
@@ -381,16 +372,7 @@ class RecordReader:
             quoted[np.searchsorted(ends, quote_positions)] = True
         frame: pl.DataFrame | None = None
         try:
-            frame = pl.read_csv(
-                io.BytesIO(block),
-                has_header=False,
-                new_columns=header,
-                schema={name: pl.String for name in header},
-                separator=self.delimiter,
-                truncate_ragged_lines=True,
-                encoding="utf8-lossy",
-                raise_if_empty=False,
-            )
+            frame = self._read_block(block, header, ragged=True)
         except Exception:
             frame = None
         text_lines: list[str] | None = None
@@ -417,6 +399,19 @@ class RecordReader:
                     found[index] = -1
         frame = frame.with_columns(_empty_to_null(header))
         return frame.with_columns(_problem_column(found, width))
+
+    def _read_block(self, block: bytes, header: list[str], *, ragged: bool) -> pl.DataFrame:
+        """Parse a block with polars, every field as text; ``ragged`` tolerates extra fields."""
+        return pl.read_csv(
+            io.BytesIO(block),
+            has_header=False,
+            new_columns=header,
+            schema={name: pl.String for name in header},
+            separator=self.delimiter,
+            truncate_ragged_lines=ragged,
+            encoding="utf8-lossy",
+            raise_if_empty=False,
+        )
 
     def _parse_lines(self, text_lines: list[str], header: list[str]) -> pl.DataFrame:
         width = len(header)
