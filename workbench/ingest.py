@@ -111,12 +111,13 @@ def _source(kind: str, path: Path) -> str:
     return f"{kind}:{path.resolve()}"
 
 
-def _already_ingested(workspace: Workspace, source: str, digest: str, settings: str) -> bool:
-    for run in reversed(workspace.runs("ingest")):
+def _last_ingested(workspace: Workspace) -> dict[str, tuple[str, str]]:
+    """Source -> (sha256, settings) of its latest ingest, from the run manifests."""
+    latest: dict[str, tuple[str, str]] = {}
+    for run in workspace.runs("ingest"):
         for item in run.manifest.get("files", []):
-            if item.get("source") == source:
-                return bool(item.get("sha256") == digest and item.get("settings", "") == settings)
-    return False
+            latest[str(item.get("source"))] = (str(item.get("sha256")), item.get("settings", ""))
+    return latest
 
 
 def _replace_source(existing: pl.DataFrame, new: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -212,11 +213,8 @@ def ingest(
     with workspace.writer_lock():
         digests = {path: file_sha256(path) for path in paths}
         settings = _settings_key(kind, options)
-        todo = [
-            p
-            for p in paths
-            if not _already_ingested(workspace, _source(kind, p), digests[p], settings)
-        ]
+        latest = _last_ingested(workspace)
+        todo = [p for p in paths if latest.get(_source(kind, p)) != (digests[p], settings)]
         skipped = [
             FileReport(
                 p,
