@@ -52,7 +52,6 @@ __all__ = [
     "ingest_job_records",
     "jobs_to_usage",
     "jobs_to_usage_daily",
-    "split_by_day",
 ]
 
 JOB_REQUIRED_COLUMNS = (
@@ -335,36 +334,6 @@ def _finish_usage(
     return frame.cast(dict(spec.schema))  # type: ignore[arg-type]
 
 
-def split_by_day(
-    frame: pl.LazyFrame, start: str, end: str, keys: tuple[str, ...] = SERIES_KEYS
-) -> pl.LazyFrame:
-    """Split ``[start, end)`` intervals at UTC midnights (a plain polars form, for checks).
-
-    Returns one row per interval and day it touches, with the keys, ``chips``, ``date`` and
-    the segment's ``segment_start``/``segment_end`` instants. Empty intervals vanish.
-    """
-    day = pl.duration(days=1)
-    return (
-        frame.filter(pl.col(end) > pl.col(start))
-        .with_columns(
-            pl.date_ranges(
-                pl.col(start).dt.date(),
-                (pl.col(end) - pl.duration(microseconds=1)).dt.date(),
-                interval="1d",
-            ).alias("date")
-        )
-        .explode("date")
-        .with_columns(pl.col("date").cast(pl.Datetime("us", "UTC")).alias("__day_start"))
-        .select(
-            *keys,
-            "chips",
-            "date",
-            pl.max_horizontal(pl.col(start), pl.col("__day_start")).alias("segment_start"),
-            pl.min_horizontal(pl.col(end), pl.col("__day_start") + day).alias("segment_end"),
-        )
-    )
-
-
 # -- the file --------------------------------------------------------------------------
 _COMPACT_DTYPES: dict[str, type] = {
     "ordinal": np.int64,
@@ -420,10 +389,6 @@ class _Accumulator:
             schema={"series": pl.Int64, **{k: pl.String for k in SERIES_KEYS}},
             orient="row",
         )
-
-
-def _hours(start: str, end: str) -> pl.Expr:
-    return (pl.col(end) - pl.col(start)).clip(lower_bound=0) / _US_PER_HOUR
 
 
 def ingest_job_records(

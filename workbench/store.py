@@ -275,7 +275,7 @@ class Workspace:
         frame.write_parquet(aside)
         _fsync(aside)
         os.replace(aside, final)
-        _fsync_dir(self.tables_dir)
+        _fsync(self.tables_dir)
         return final
 
     # -- runs -------------------------------------------------------------------------
@@ -322,7 +322,7 @@ class Workspace:
         for written in staging.iterdir():
             _fsync(written)
         os.rename(staging, self.runs_dir / run_id)
-        _fsync_dir(self.runs_dir)
+        _fsync(self.runs_dir)
 
     def runs(self, kind: str | None = None) -> list[RunInfo]:
         """Committed runs, oldest first; staging folders are never listed."""
@@ -401,13 +401,10 @@ class Workspace:
 
 
 def _fsync(path: Path) -> None:
+    """Flush a file or folder to disk (a folder: so a rename in it survives a crash)."""
     with contextlib.suppress(OSError):
         descriptor = os.open(path, os.O_RDONLY)
         try:
             os.fsync(descriptor)
         finally:
             os.close(descriptor)
-
-
-def _fsync_dir(path: Path) -> None:
-    _fsync(path)

@@ -157,13 +157,13 @@ def simulate_fleet(scale: Scale, seed: int) -> Fleet:
     demand = np.zeros((len(series), n_days))
     events: list[dict[str, object]] = []
     for s, spec in enumerate(series):
-        demand[s] = _series_demand(spec, days, weekday, holiday, years, scale, rng, events, s)
+        demand[s] = _series_demand(spec, days, weekday, holiday, years, rng, events)
 
     _apply_migrations(series, demand, pools, days, scale, rng, events)
     _add_future_events(series, demand, days, n_history, rng, events)
 
     pool_of_series = np.array([pool_index[(s.accelerator, s.region)] for s in series])
-    installed, healthy, orders = _capacity(pools, pool_of_series, demand, days, n_history, rng)
+    installed, healthy, orders = _capacity(pools, pool_of_series, demand, n_history, rng)
     pool_demand = np.zeros((len(pools), n_days))
     np.add.at(pool_demand, pool_of_series, demand)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -227,10 +227,8 @@ def _series_demand(
     weekday: np.ndarray,
     holiday: np.ndarray,
     years: np.ndarray,
-    scale: Scale,
     rng: np.random.Generator,
     events: list[dict[str, object]],
-    series_index: int,
 ) -> np.ndarray:
     n_days = len(days)
     start = spec.start_index
@@ -273,7 +271,6 @@ def _series_demand(
         noise[t] = 0.7 * noise[t - 1] + shocks[t]
     demand = (level * steps * seasonal + extra * weekly) * np.exp(noise - sigma**2)
     demand[:start] = 0.0
-    del series_index
     return np.maximum(demand, 0.0)
 
 
@@ -418,7 +415,6 @@ def _capacity(
     pools: list[Pool],
     pool_of_series: np.ndarray,
     demand: np.ndarray,
-    days: np.ndarray,
     n_history: int,
     rng: np.random.Generator,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, object]]]:
@@ -496,7 +492,6 @@ def _capacity(
     orders.sort(key=lambda o: (str(o["ordered_on"]), str(o["accelerator"]), str(o["region"])))
     for number, order in enumerate(orders, start=1):
         order["order_id"] = f"PO-{order['ordered_on'].year}-{number:04d}"  # type: ignore[attr-defined]
-    del days
     return installed, healthy, orders
 
 

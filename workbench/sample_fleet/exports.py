@@ -22,20 +22,11 @@ import polars as pl
 from workbench.sample_fleet.demand import Fleet, Scale, series_frame
 from workbench.sample_fleet.fleet import HISTORY_END, HISTORY_START, REGIONS, SKUS
 from workbench.sample_fleet.jobs import JobSet
+from workbench.schema import JOB_RECORDS
 
 __all__ = ["JOB_COLUMNS", "write_exports"]
 
-JOB_COLUMNS = (
-    "job_id",
-    "submit_time",
-    "start_time",
-    "end_time",
-    "chips",
-    "accelerator",
-    "region",
-    "team",
-    "workload",
-)
+JOB_COLUMNS = tuple(JOB_RECORDS.schema.names())
 _CHUNK = 250_000
 
 
@@ -732,7 +723,6 @@ def write_exports(
         pl.Series("queued_chip_hours", queued.ravel()).fill_nan(None),
         (pl.col("date") <= HISTORY_END).alias("in_history"),
     )
-    starts = keys["first_day"]
     demand = (
         demand.join(
             keys.with_row_index("series").with_columns(pl.col("series").cast(pl.Int64)),
@@ -754,7 +744,6 @@ def write_exports(
         )
         .sort("accelerator", "region", "team", "workload", "date")
     )
-    del starts
     demand.write_parquet(truth / "demand_daily.parquet", compression="zstd", statistics=False)
     capacity = pl.DataFrame(
         {
