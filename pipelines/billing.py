@@ -43,6 +43,8 @@ from workbench.schema import (
     BILLING,
     QUARANTINE_SCHEMA,
     AcceleratorResolver,
+    normalized_alias_expr,
+    parse_timestamps,
     validate_billing,
 )
 
@@ -94,7 +96,6 @@ _FOCUS_FIX = (
     "export the bill in FOCUS 1.0 or later (CSV, CSV.gz or Parquet) with the columns "
     + ", ".join(FOCUS_REQUIRED_COLUMNS)
 )
-_TIMESTAMP_FORMATS = ("%Y-%m-%dT%H:%M:%S%z", "%Y-%m-%dT%H:%M:%S%.f%z", "%Y-%m-%dT%H:%M%z")
 
 
 def ingest_focus_billing(
@@ -285,37 +286,25 @@ def _missing_as_null(column: str) -> pl.Expr:
     return pl.when((text != "") & (text.str.to_lowercase() != "null")).then(text)
 
 
-def _utc_instant(text: pl.Expr) -> pl.Expr:
-    """Parse ISO 8601 text (``Z``, an offset, or none meaning UTC) to a UTC instant."""
-    with_offset = (
-        pl.when(text.str.ends_with("Z"))
-        .then(text.str.slice(0, text.str.len_chars() - 1) + "+00:00")
-        .when(text.str.contains(r"[+-]\d\d:?\d\d$"))
-        .then(text)
-        .otherwise(text + "+00:00")
-    ).str.replace(" ", "T")
-    return pl.coalesce(
-        with_offset.str.to_datetime(f, time_zone="UTC", strict=False).dt.cast_time_unit("us")
-        for f in _TIMESTAMP_FORMATS
-    )
-
-
-def _canonical(column: str) -> pl.Expr:
+def _canonical(frame: pl.DataFrame, column: str) -> pl.Series:
     """The value of a cleaned text column as it enters the row hash."""
-    text = pl.col(column)
+    text = frame.get_column(column)
     dtype = BILLING.schema.get(column)
     if dtype is not None and dtype.is_float():
         number = text.cast(pl.Float64, strict=False)
-        return pl.when(number.is_finite()).then(number.cast(pl.String)).otherwise(text)
+        canonical = pl.select(
+            pl.when(number.is_finite()).then(number.cast(pl.String)).otherwise(text)
+        ).to_series()
+        return canonical.alias(column)
     if isinstance(dtype, pl.Datetime):
-        return pl.coalesce(_utc_instant(text).dt.epoch("us").cast(pl.String), text)
+        instant = parse_timestamps(text).dt.epoch("us").cast(pl.String)
+        return instant.fill_null(text).alias(column)
     return text
 
 
 def _row_hashes(frame: pl.DataFrame, columns: Sequence[str]) -> pl.Series:
-    content = frame.select(
-        pl.struct([_canonical(c).alias(c) for c in columns]).struct.json_encode()
-    ).to_series()
+    canonical = pl.DataFrame([_canonical(frame, c) for c in columns])
+    content = canonical.select(pl.struct(list(columns)).struct.json_encode()).to_series()
     return pl.Series(
         "row_hash",
         [hashlib.sha256(text.encode("utf-8")).hexdigest() for text in content.to_list()],
@@ -350,18 +339,15 @@ def _accelerator_candidates(file_columns: Sequence[str]) -> list[pl.Expr]:
     return candidates
 
 
-def _normalized_name(name: pl.Expr) -> pl.Expr:
-    """:func:`workbench.schema.normalize_alias` as an expression (ResourceIds are many)."""
-    return name.str.strip_chars().str.to_lowercase().str.replace_all(r"[\s_/]+", "-")
-
-
 def _resolve_accelerators(
     frame: pl.DataFrame, file_columns: Sequence[str], resolver: AcceleratorResolver
 ) -> pl.Series:
     """The first candidate of each row that names a catalog accelerator, else null."""
     alias_map = dict(resolver.alias_map())
     resolved = [
-        _normalized_name(candidate).replace_strict(alias_map, default=None, return_dtype=pl.String)
+        normalized_alias_expr(candidate).replace_strict(
+            alias_map, default=None, return_dtype=pl.String
+        )
         for candidate in _accelerator_candidates(file_columns)
     ]
     return frame.select(pl.coalesce(resolved).alias("accelerator")).to_series()

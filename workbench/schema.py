@@ -38,6 +38,7 @@ __all__ = [
     "TableSpec",
     "Validated",
     "normalize_alias",
+    "normalized_alias_expr",
     "parse_timestamps",
     "validate",
     "validate_allocations",
@@ -365,13 +366,10 @@ def normalize_alias(name: str) -> str:
     return _ALIAS_SEPARATORS.sub("-", name.strip().lower())
 
 
-def _normalized_alias_expr(column: str) -> pl.Expr:
+def normalized_alias_expr(name: pl.Expr) -> pl.Expr:
+    """:func:`normalize_alias` as an expression, for columns with many distinct names."""
     return (
-        pl.col(column)
-        .cast(pl.String)
-        .str.strip_chars()
-        .str.to_lowercase()
-        .str.replace_all(r"[\s_/]+", "-")
+        name.cast(pl.String).str.strip_chars().str.to_lowercase().str.replace_all(r"[\s_/]+", "-")
     )
 
 
@@ -887,7 +885,9 @@ def validate_sku_catalog(raw: pl.DataFrame, *, source: str) -> Validated:
         _non_negative("network_gbps_per_chip"),
     ]
     validated = validate(raw, SKU_CATALOG, source=source, checks=checks)
-    return _finish(validated, lambda f: f.with_columns(_normalized_alias_expr("accelerator")))
+    return _finish(
+        validated, lambda f: f.with_columns(normalized_alias_expr(pl.col("accelerator")))
+    )
 
 
 def validate_price_book(
