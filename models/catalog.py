@@ -1,0 +1,13 @@
+"""Every model by name: the one place that lists them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from types import MappingProxyType
+
+from models.base import Forecaster
+from models.baselines import Naive
+
+__all__ = ["MODELS"]
+
+MODELS: Mapping[str, type[Forecaster]] = MappingProxyType({model.name: model for model in (Naive,)})
