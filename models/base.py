@@ -89,17 +89,21 @@ class Forecaster(ABC):
     def fit(self, history: pl.DataFrame, *, freq: str | Frequency | None = None) -> Self:
         """Learn from a long frame (``series_id, ds, y`` plus regressors); return ``self``."""
         frequency = _resolve_frequency(history, freq)
-        if frequency.kind not in self.capabilities.frequencies:
-            raise LongFrameError(
-                f"model '{self.name}' does not support {frequency.kind} data "
-                f"(it supports {', '.join(self.capabilities.frequencies)})"
-            )
         regressors = [c for c in history.columns if c not in ("series_id", "ds", "y")]
         if regressors and not self.capabilities.exogenous:
-            history = history.select("series_id", "ds", "y")
             regressors = []
-        panel = Panel.from_frame(history, frequency, regressors=regressors)
-        need = self.capabilities.min_length(frequency)
+        return self.fit_panel(Panel.from_frame(history, frequency, regressors=regressors))
+
+    def fit_panel(self, panel: Panel) -> Self:
+        """Learn from a panel directly (the engine's path: no frame round trip)."""
+        if panel.freq.kind not in self.capabilities.frequencies:
+            raise LongFrameError(
+                f"model '{self.name}' does not support {panel.freq.kind} data "
+                f"(it supports {', '.join(self.capabilities.frequencies)})"
+            )
+        if panel.regressors and not self.capabilities.exogenous:
+            panel = panel.without_regressors()
+        need = self.capabilities.min_length(panel.freq)
         short = np.flatnonzero(panel.lengths < need)
         if short.size:
             sid = panel.series_ids[int(short[0])]
@@ -110,7 +114,7 @@ class Forecaster(ABC):
             )
         self.failures_: dict[str, str] = {}
         self.panel_ = panel
-        self.regressors_ = tuple(regressors)
+        self.regressors_ = tuple(panel.regressors)
         self._fit_panel(panel)
         return self
 
@@ -135,14 +139,19 @@ class Forecaster(ABC):
         quantiles: Sequence[float] = DEFAULT_QUANTILES,
         *,
         future: pl.DataFrame | None = None,
+        future_regressors: Mapping[str, np.ndarray] | None = None,
     ) -> PanelForecast:
-        """Like :meth:`predict` but returns matrices aligned with ``self.panel_``."""
+        """Like :meth:`predict` but returns matrices aligned with ``self.panel_``.
+
+        Future regressor values come either from ``future`` (a frame) or, on the engine's
+        path, from ``future_regressors`` ((series, >= horizon) matrices by name).
+        """
         if not hasattr(self, "panel_"):
             raise NotFittedError(f"model '{self.name}' must be fitted before predict")
         if horizon < 1:
             raise ValueError(f"horizon must be at least 1 step, got {horizon}")
         levels = validate_quantiles(quantiles)
-        future_regressors = self._future_regressors(horizon, future)
+        future_regressors = self._future_regressors(horizon, future, future_regressors)
         mean, qs = self._predict_panel(horizon, levels, future_regressors)
         if not self.capabilities.probabilistic:
             qs = {}
@@ -177,10 +186,18 @@ class Forecaster(ABC):
         """Return the mean (series, horizon) and a matrix per quantile level."""
 
     def _future_regressors(
-        self, horizon: int, future: pl.DataFrame | None
+        self,
+        horizon: int,
+        future: pl.DataFrame | None,
+        matrices: Mapping[str, np.ndarray] | None = None,
     ) -> dict[str, np.ndarray]:
         if not self.regressors_:
             return {}
+        if matrices is not None:
+            missing = [name for name in self.regressors_ if name not in matrices]
+            if missing:
+                raise LongFrameError(f"no future values for regressor(s) {', '.join(missing)}")
+            return {name: np.asarray(matrices[name])[:, :horizon] for name in self.regressors_}
         if future is None:
             raise LongFrameError(
                 f"model '{self.name}' was fitted with regressors "

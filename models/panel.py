@@ -110,6 +110,40 @@ class Panel:
             {k: v[rows, start:] for k, v in self.regressors.items()},
         )
 
+    def without_regressors(self) -> Panel:
+        """The same series without regressor matrices."""
+        return Panel(self.series_ids, self.values, self.lengths, self.last_ds, self.freq)
+
+    def truncate(self, steps: int, *, min_length: int = 1) -> tuple[Panel, np.ndarray]:
+        """Drop the last ``steps`` observations of every series (a backtest cutoff).
+
+        Returns the shorter panel and the indices of the rows kept: series left with fewer
+        than ``min_length`` observations are dropped.
+        """
+        if steps < 0:
+            raise ValueError(f"cannot truncate a negative number of steps ({steps})")
+        lengths = self.lengths - steps
+        rows = np.flatnonzero(lengths >= max(min_length, 1))
+        kept = lengths[rows]
+        width = int(kept.max()) if rows.size else 0
+        end = self.values.shape[1] - steps
+        shifted: dict[date | datetime, date | datetime] = {}
+        last_ds = []
+        for i in rows:
+            last = self.last_ds[i]
+            if last not in shifted:
+                shifted[last] = self.freq.shifted(last, [-steps]).item()
+            last_ds.append(shifted[last])
+        panel = Panel(
+            tuple(self.series_ids[i] for i in rows),
+            self.values[rows, end - width : end],
+            kept,
+            tuple(last_ds),
+            self.freq,
+            {k: v[rows, end - width : end] for k, v in self.regressors.items()},
+        )
+        return panel, rows
+
     def to_frame(self) -> pl.DataFrame:
         """The panel back as a long frame (``series_id, ds, y`` plus regressors)."""
         parts = []
