@@ -267,6 +267,7 @@ class ChunkResult:
     errors: dict[str, dict[float, np.ndarray]]  # model -> level -> (samples, horizon)
     timings: dict[str, float]
     weights: pl.DataFrame  # series_id, model, weight (ensemble members)
+    residuals: np.ndarray  # chosen candidate's backtest errors, windows side by side
 
 
 def _ensemble_weights(mase: np.ndarray, size: int) -> np.ndarray:
@@ -399,6 +400,15 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
     choice = np.argmin(ranked, axis=1) if candidates else np.zeros(n, dtype=np.int64)
     chosen = np.array([candidates[c] for c in choice], dtype=object)
 
+    # Backtest errors of each series' chosen candidate, every window side by side.
+    residuals = np.full((n, len(cutoffs) * horizon), np.nan)
+    for w in range(len(cutoffs)):
+        for c in range(len(candidates)):
+            rows_c = choice == c
+            residuals[rows_c, w * horizon : (w + 1) * horizon] = (
+                actuals[w][rows_c] - bt_mean[c][w][rows_c]
+            )
+
     # Scores per series, model and window (raw quantiles: calibration comes later).
     for m, name in enumerate(candidates):
         for w, removed in enumerate(cutoffs):
@@ -526,6 +536,7 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
         errors=errors,
         timings=timings,
         weights=weights_frame,
+        residuals=residuals,
     )
 
 
@@ -542,6 +553,7 @@ class EngineResult:
     fallbacks: pl.DataFrame  # series_id, stage, requested, used, reason
     calibration: pl.DataFrame  # model, level, horizon_bucket, correction, n_errors
     ensemble_weights: pl.DataFrame  # series_id, model, weight
+    residuals: pl.DataFrame  # series_id, step, residual: the chosen models' backtest errors
     timings: dict[str, float]
     season_length: int
 
@@ -684,6 +696,23 @@ def _assemble(panel: Panel, config: EngineConfig, results: Sequence[ChunkResult]
         fallbacks=pl.concat([r.fallbacks for r in results]),
         calibration=calibration,
         ensemble_weights=pl.concat([r.weights for r in results]),
+        residuals=_residual_frame(results),
         timings=timings,
         season_length=config.season_length or panel.freq.season_length,
     )
+
+
+def _residual_frame(results: Sequence[ChunkResult]) -> pl.DataFrame:
+    parts = []
+    for r in results:
+        n, width = r.residuals.shape
+        parts.append(
+            pl.DataFrame(
+                {
+                    "series_id": np.repeat(np.array(r.series_ids, dtype=str), width),
+                    "step": np.tile(np.arange(width, dtype=np.int32), n),
+                    "residual": r.residuals.reshape(-1),
+                }
+            )
+        )
+    return pl.concat(parts) if parts else pl.DataFrame()
