@@ -47,6 +47,7 @@ __all__ = [
     "EngineConfig",
     "EngineResult",
     "backtest_cutoffs",
+    "forecast_rows",
     "run_chunk",
     "run_engine",
 ]
@@ -203,6 +204,19 @@ def _fit_predict(
             peak = float(np.nanmax(mean[row]))
             reasons[row] = f"forecast exploded (max {peak:.4g} vs history {top:.4g})"
     return mean, qs, reasons
+
+
+def forecast_rows(
+    name: str,
+    config: EngineConfig,
+    panel: Panel,
+    future: Mapping[str, np.ndarray] | None = None,
+    timings: dict[str, float] | None = None,
+) -> _Forecasts:
+    """Forecast every row of ``panel`` with model ``name`` and the fallback chain."""
+    return _forecast_with_fallback(
+        name, config, panel, config.quantiles, future, {} if timings is None else timings
+    )
 
 
 def _forecast_with_fallback(
