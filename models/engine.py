@@ -154,9 +154,15 @@ def _seasonal_scale(values: np.ndarray, lengths: np.ndarray, season: int) -> np.
 
 
 def _exploded(mean: np.ndarray, history: np.ndarray) -> np.ndarray:
-    top = np.nanmax(np.abs(history), axis=1)
+    """Rows whose forecast is not finite or exceeds EXPLOSION_FACTOR x the history's max.
+
+    Rows already NaN (a model's reported failure) are left to their recorded reason.
+    """
+    failed = np.isnan(mean).all(axis=1)
+    top = np.max(np.where(np.isnan(history), 0.0, np.abs(history)), axis=1)
     ceiling = EXPLOSION_FACTOR * np.maximum(top, 1e-9)
-    return ~np.isfinite(mean).all(axis=1) | (np.nanmax(mean, axis=1) > ceiling)
+    peak = np.max(np.where(np.isnan(mean), -np.inf, mean), axis=1)
+    return ~failed & (~np.isfinite(mean).all(axis=1) | (peak > ceiling))
 
 
 def _fit_predict(
