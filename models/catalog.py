@@ -6,8 +6,11 @@ from collections.abc import Mapping
 from types import MappingProxyType
 
 from models.base import Forecaster
-from models.baselines import Naive
+from models.baselines import Drift, Naive, Naive2, SeasonalNaive
+from models.ets import ETS
 
 __all__ = ["MODELS"]
 
-MODELS: Mapping[str, type[Forecaster]] = MappingProxyType({model.name: model for model in (Naive,)})
+MODELS: Mapping[str, type[Forecaster]] = MappingProxyType(
+    {model.name: model for model in (Naive, SeasonalNaive, Naive2, Drift, ETS)}
+)

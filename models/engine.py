@@ -148,9 +148,17 @@ def _seasonal_scale(values: np.ndarray, lengths: np.ndarray, season: int) -> np.
             candidate = np.divide(sums, counts, out=np.zeros_like(sums), where=counts > 0)
             missing = (scale == 1.0) & (candidate > 0)
             scale = np.where(missing, candidate, scale)
-        level = np.nanmean(np.where(np.isnan(values), np.nan, np.abs(values)), axis=1)
+        level = _nanmean(np.abs(values), axis=1)
     unresolved = (scale == 1.0) & np.isfinite(level) & (level > 0)
     return np.where(unresolved, level, scale)
+
+
+def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
+    """Mean ignoring NaN; NaN (without a warning) where a slice has no value."""
+    present = ~np.isnan(values)
+    counts = present.sum(axis=axis)
+    sums = np.where(present, values, 0.0).sum(axis=axis)
+    return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
 
 
 def _exploded(mean: np.ndarray, history: np.ndarray) -> np.ndarray:
@@ -382,10 +390,10 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
             bt_mean[m].append(mean)
             bt_qs[m].append(qs)
             with np.errstate(invalid="ignore"):
-                window_mase[m, w] = np.nanmean(np.abs(actual - mean), axis=1) / scale
+                window_mase[m, w] = _nanmean(np.abs(actual - mean), axis=1) / scale
 
     # Ensemble: weights for window w come from the other windows (out of sample).
-    total_mase = np.nanmean(window_mase, axis=1).T if cutoffs else np.full((n, n_models), np.nan)
+    total_mase = _nanmean(window_mase, axis=1).T if cutoffs else np.full((n, n_models), np.nan)
     candidates = list(names)
     if config.ensemble and n_models > 1:
         ens_window = np.full((len(cutoffs), n), np.nan)
@@ -395,7 +403,7 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
             others = [k for k in range(len(cutoffs)) if k != w]
             if others:
                 with np.errstate(invalid="ignore"):
-                    loo = np.nanmean(window_mase[:, others], axis=1).T
+                    loo = _nanmean(window_mase[:, others], axis=1).T
             else:
                 loo = np.ones((n, n_models))
             weights = _ensemble_weights(loo, config.ensemble_size)
@@ -407,12 +415,12 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
             ens_mean_w.append(mean)
             ens_qs_w.append(qs)
             with np.errstate(invalid="ignore"):
-                ens_window[w] = np.nanmean(np.abs(actuals[w] - mean), axis=1) / scales[w]
+                ens_window[w] = _nanmean(np.abs(actuals[w] - mean), axis=1) / scales[w]
         bt_mean.append(ens_mean_w)
         bt_qs.append(ens_qs_w)
         window_mase = np.concatenate([window_mase, ens_window[None]], axis=0)
         with np.errstate(invalid="ignore"):
-            total_mase = np.nanmean(window_mase, axis=1).T
+            total_mase = _nanmean(window_mase, axis=1).T
         candidates.append(ENSEMBLE)
 
     # Selection: lowest backtest MASE; series without any backtest take the first candidate.

@@ -178,42 +178,81 @@ def remove_past_events(
     """Subtract past one-off events from team series; return the series and what was removed.
 
     An event without a team (or region) is spread over the matching series in proportion
-    to their demand on each day. Demand never goes below zero. The second frame lists
-    ``event_id, name, chip_days_removed``.
+    to their demand on each day. Demand never goes below zero; when it would, the event
+    is removed only down to zero. The second frame lists ``event_id, name,
+    chip_days_removed`` (chip-days: chips x days).
     """
-    removed_rows: list[dict[str, Any]] = []
-    out = bottom
-    for event in events.iter_rows(named=True):
-        start, end = event["start"], event.get("end")
-        if not _is_one_off(event.get("kind"), end) or start > history_end:
-            continue
-        if (event.get("probability") or 0) <= 0:
-            continue
-        window = _matching(out, event) & pl.col("ds").is_between(start, end)
-        inside = pl.when(window).then(pl.col("y")).otherwise(0.0)
-        total = inside.sum().over("ds")
-        count = window.cast(pl.Int64).sum().over("ds")
-        share = pl.when(total > 0).then(pl.col("y") / total).otherwise(1.0 / count)
-        before = float(out.filter(window)["y"].sum())
-        out = out.with_columns(
-            pl.when(window)
-            .then((pl.col("y") - float(event["chips"]) * share).clip(lower_bound=0.0))
-            .otherwise(pl.col("y"))
-            .alias("y")
-        )
-        after = float(out.filter(window)["y"].sum())
-        removed_rows.append(
-            {
-                "event_id": event["event_id"],
-                "name": event["name"],
-                "chip_days_removed": before - after,
-            }
-        )
-    removed = pl.DataFrame(
-        removed_rows,
-        schema={"event_id": pl.String, "name": pl.String, "chip_days_removed": pl.Float64},
+    schema = {"event_id": pl.String, "name": pl.String, "chip_days_removed": pl.Float64}
+    past = events.filter(
+        pl.col("end").is_not_null()
+        & (pl.col("kind").fill_null("") != "migration")
+        & (pl.col("start") <= history_end)
+        & (pl.col("probability") > 0)
     )
-    return out, removed
+    if past.is_empty():
+        return bottom, pl.DataFrame(schema=schema)
+    event_days = (
+        past.select(
+            "event_id",
+            "accelerator",
+            pl.col("region").alias("event_region"),
+            pl.col("team").alias("event_team"),
+            "chips",
+            pl.date_ranges("start", pl.min_horizontal("end", pl.lit(history_end)), "1d").alias(
+                "ds"
+            ),
+        )
+        .explode("ds")
+        .drop_nulls("ds")
+    )
+    keys = ["accelerator", "region", "team", "ds"]
+    matched = (
+        bottom.join(event_days, on=["accelerator", "ds"])
+        .filter(
+            (pl.col("event_region").is_null() | (pl.col("event_region") == pl.col("region")))
+            & (pl.col("event_team").is_null() | (pl.col("event_team") == pl.col("team")))
+        )
+        .with_columns(
+            pl.col("y").sum().over("event_id", "ds").alias("total"),
+            pl.len().over("event_id", "ds").alias("count"),
+        )
+        .with_columns(
+            (
+                pl.col("chips")
+                * pl.when(pl.col("total") > 0)
+                .then(pl.col("y") / pl.col("total"))
+                .otherwise(1.0 / pl.col("count"))
+            ).alias("delta")
+        )
+        .with_columns(pl.col("delta").sum().over(keys).alias("row_delta"))
+        # When events would take a day below zero, each gives back its share of the excess.
+        .with_columns(
+            (
+                pl.col("delta")
+                * pl.when(pl.col("row_delta") > pl.col("y"))
+                .then(pl.col("y") / pl.col("row_delta"))
+                .otherwise(1.0)
+            ).alias("removed")
+        )
+    )
+    per_row = matched.group_by(keys).agg(pl.col("removed").sum())
+    out = (
+        bottom.join(per_row, on=keys, how="left")
+        .with_columns(
+            (pl.col("y") - pl.col("removed").fill_null(0.0)).clip(lower_bound=0.0).alias("y")
+        )
+        .drop("removed")
+    )
+    removed = (
+        past.select("event_id", "name")
+        .join(
+            matched.group_by("event_id").agg(pl.col("removed").sum().alias("chip_days_removed")),
+            on="event_id",
+            how="left",
+        )
+        .with_columns(pl.col("chip_days_removed").fill_null(0.0))
+    )
+    return out, removed.cast(schema)  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------
