@@ -294,7 +294,8 @@ class ETS(Forecaster):
 
         scales: dict[bool, np.ndarray] = {False: values}
         if any(f.log for f in forms):
-            scales[True] = np.where(valid_mask & positive[:, None], np.log1p(values), 0.0)
+            usable = valid_mask & positive[:, None]
+            scales[True] = np.log1p(np.where(usable, values, 0.0))
         starts: dict[tuple[bool, bool], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
         for f in forms:
             key = (f.log, f.seasonal)
