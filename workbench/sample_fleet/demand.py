@@ -128,8 +128,13 @@ def _lot(quantity: float, lot: int) -> int:
     return int(math.ceil(max(quantity, 0.0) / lot) * lot)
 
 
-def simulate_fleet(scale: Scale, seed: int) -> Fleet:
-    """Simulate the sample fleet's latent demand, capacity, orders and events."""
+def simulate_fleet(scale: Scale, seed: int, *, tight_order_bias: float = 0.82) -> Fleet:
+    """Simulate the sample fleet's latent demand, capacity, orders and events.
+
+    ``tight_order_bias`` scales the orders of the two chronically under-ordered pools
+    (H100 us-east4, TPU v6e us-central1): lower values leave them full more often, for
+    studies of censored demand.
+    """
     rng = np.random.default_rng(seed)
     n_history = (HISTORY_END - HISTORY_START).days + 1
     n_days = n_history + FUTURE_DAYS
@@ -163,7 +168,9 @@ def simulate_fleet(scale: Scale, seed: int) -> Fleet:
     _add_future_events(series, demand, days, n_history, rng, events)
 
     pool_of_series = np.array([pool_index[(s.accelerator, s.region)] for s in series])
-    installed, healthy, orders = _capacity(pools, pool_of_series, demand, n_history, rng)
+    installed, healthy, orders = _capacity(
+        pools, pool_of_series, demand, n_history, rng, tight_order_bias
+    )
     pool_demand = np.zeros((len(pools), n_days))
     np.add.at(pool_demand, pool_of_series, demand)
     with np.errstate(divide="ignore", invalid="ignore"):
@@ -417,6 +424,7 @@ def _capacity(
     demand: np.ndarray,
     n_history: int,
     rng: np.random.Generator,
+    tight_order_bias: float = 0.82,
 ) -> tuple[np.ndarray, np.ndarray, list[dict[str, object]]]:
     n_pools, n_days = len(pools), demand.shape[1]
     pool_demand = np.zeros((n_pools, n_days))
@@ -447,7 +455,7 @@ def _capacity(
             window = pool_demand[p, target_day : target_day + 91]
             if window.size == 0:
                 continue
-            bias = 0.82 if p in tight else 1.0
+            bias = tight_order_bias if p in tight else 1.0
             forecast = window.max() * float(rng.lognormal(0.0, 0.12)) * bias
             quantity = _lot(forecast * 1.1 - on_books, sku.min_order_chips)
             if quantity <= 0:
