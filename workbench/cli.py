@@ -22,6 +22,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from workbench.cli_costs import costs_command, tco_command
 from workbench.errors import WorkbenchError
 from workbench.ingest import INGEST_KINDS, IngestOptions
 from workbench.store import Workspace
@@ -52,6 +53,8 @@ quarantine_app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 app.add_typer(quarantine_app, name="quarantine")
+app.command("costs")(costs_command)
+app.command("tco")(tco_command)
 
 # Piped output gets a wide console so tables are not squeezed to 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
