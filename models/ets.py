@@ -35,7 +35,10 @@ Prediction intervals. The h-step forecast variance of the additive-error state s
 ``sigma^2 * (1 + sum_{j<h} c_j^2)`` with ``c_j = alpha + beta * (phi + ... + phi^j) +
 gamma * [j divisible by m]`` (FPP3 table 8.8 in closed form for each form; this sum is the
 same thing for all of them). Forecast quantiles are normal on the fitted scale; for log
-forms they are mapped back by ``expm1`` and the mean is the log-normal mean.
+forms they are mapped back by ``expm1``; their point forecast is ``expm1(centre +
+sigma^2 / 2)``, the one-step log-normal mean carried forward, as a multiplicative-error
+model's point forecast would be. (The exact h-step log-normal mean grows with the forecast
+variance and explodes for volatile series over long horizons.)
 """
 
 from __future__ import annotations
@@ -280,7 +283,9 @@ class ETS(Forecaster):
         lengths = panel.lengths.astype(np.int64)
         n_series = values.shape[0]
         positive = np.where(valid_mask, values, np.inf).min(axis=1) > 0
-        constant = np.where(valid_mask, values, -np.inf).max(axis=1) == values[:, 0]
+        constant = np.where(valid_mask, values, -np.inf).max(axis=1) == np.where(
+            valid_mask, values, np.inf
+        ).min(axis=1)
         seasonal_possible = period > 1 and bool(np.any(lengths >= 2 * period))
         forms = [
             f
@@ -518,7 +523,7 @@ class ETS(Forecaster):
         sd = np.sqrt(variance)
         log = self.log_[:, None]
         with np.errstate(over="ignore"):
-            mean = np.where(log, np.expm1(centre + variance / 2), centre)
+            mean = np.where(log, np.expm1(centre + self.sigma2_[:, None] / 2), centre)
             levels = {
                 q: np.where(
                     log,

@@ -206,6 +206,15 @@ def test_ets_takes_the_log_form_for_proportional_growth() -> None:
     assert np.all(np.abs(out.mean.mean(axis=1) / level - 1) < 0.1)
 
 
+def test_ets_log_forms_do_not_explode_on_volatile_series() -> None:
+    rng = np.random.default_rng(13)
+    rows = [np.exp(np.cumsum(rng.normal(0, 0.2, 200))) * 1000 for _ in range(5)]
+    model = ETS(forms=("log_ANN",)).fit_panel(make_panel(rows))
+    out = model.predict_panel(90, (0.5, 0.9))
+    assert np.all(out.mean <= 1.2 * out.quantiles[0.5][:, :1])
+    assert np.all(out.mean >= out.quantiles[0.5])
+
+
 @pytest.mark.parametrize(
     ("form", "trend", "damped", "seasonal"),
     [("ANN", False, False, False), ("AAdN", True, True, False), ("AAA", True, False, True)],
@@ -327,6 +336,7 @@ def test_constant_zero_and_short_series(cls: type[Forecaster]) -> None:
         np.array([3.0, 4.0, 5.0, 4.5, 5.5, 6.0, 5.0, 6.5, 7.0, 6.0]),  # between 1 and 2 seasons
         np.array([2.0, 3.0, 4.0, 3.5, 4.5, 5.0, 5.5]),  # exactly the minimum for every model
         np.linspace(-50.0, 20.0, 60) + np.tile([0.0, 3.0, -2.0], 20),  # negative values
+        np.linspace(60.0, 10.0, 60),  # falling: starts at its maximum
     ]
     model = cls().fit_panel(make_panel(rows))
     out = model.predict_panel(10, (0.05, 0.5, 0.95))
@@ -336,6 +346,7 @@ def test_constant_zero_and_short_series(cls: type[Forecaster]) -> None:
     np.testing.assert_allclose(out.mean[1], 0.0, atol=1e-9)
     assert (out.quantiles[0.95][2] > out.quantiles[0.05][2]).all()
     assert out.mean[3].max() < 15 and out.mean[4].max() < 15
+    assert out.mean[6, 0] < 20
 
 
 @pytest.mark.parametrize("cls", [ETS, Theta, Naive2, SeasonalNaive], ids=lambda c: c.name)
