@@ -8,9 +8,10 @@ from types import MappingProxyType
 from models.base import Forecaster
 from models.baselines import Drift, Naive, Naive2, SeasonalNaive
 from models.ets import ETS
+from models.theta import Theta
 
 __all__ = ["MODELS"]
 
 MODELS: Mapping[str, type[Forecaster]] = MappingProxyType(
-    {model.name: model for model in (Naive, SeasonalNaive, Naive2, Drift, ETS)}
+    {model.name: model for model in (Naive, SeasonalNaive, Naive2, Drift, ETS, Theta)}
 )

@@ -749,12 +749,11 @@ def forecast_fleet(
                 f"reconciliation used {reconciled.method_used} instead of {settings.reconcile}"
             )
     stage("planning")
-    pools = forecast.join(
-        nodes.select("series_id", "level"), on="series_id", how="left", suffix="_node"
+    pools = forecast.drop("level", strict=False).join(
+        nodes.select("series_id", "level"), on="series_id", how="left"
     )
-    level_col = "level" if "level" in forecast.columns else "level_node"
     planning = planning_periods(
-        pools.filter(pl.col(level_col).is_in(["pool", "accelerator", "fleet"])),
+        pools.filter(pl.col("level").is_in(["pool", "accelerator", "fleet"])),
         levels,
         n_paths=settings.sample_paths,
         seed=settings.seed,
