@@ -23,6 +23,7 @@ from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeEl
 from rich.table import Table
 
 from workbench.cli_costs import costs_command, tco_command
+from workbench.cli_forecast import backtest_command, forecast_command
 from workbench.errors import WorkbenchError
 from workbench.ingest import INGEST_KINDS, IngestOptions
 from workbench.store import Workspace
@@ -55,6 +56,8 @@ app.add_typer(runs_app, name="runs")
 app.add_typer(quarantine_app, name="quarantine")
 app.command("costs")(costs_command)
 app.command("tco")(tco_command)
+app.command("forecast")(forecast_command)
+app.command("backtest")(backtest_command)
 
 # Piped output gets a wide console so tables are not squeezed to 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
