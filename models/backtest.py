@@ -8,7 +8,7 @@ Failed fits fall back as in the engine, and the ``model_used`` column says so.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import polars as pl
@@ -31,12 +31,14 @@ def backtest_panel(
     quantiles: Sequence[float] = DEFAULT_QUANTILES,
     fallback: Sequence[str] = DEFAULT_FALLBACK,
     seed: int = 0,
+    on_fit_done: Callable[[str], None] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Backtest a panel; return (forecasts with actuals, training frame with ``cutoff``).
 
     The forecast frame has ``model, model_used, cutoff, series_id, ds, h, y, mean, p..``;
     the training frame (``cutoff, series_id, ds, y``) lets the caller compute MASE scales
-    per cutoff with :func:`models.metrics.seasonal_scale`.
+    per cutoff with :func:`models.metrics.seasonal_scale`. ``on_fit_done`` is called with
+    the model name after each model's fit at each cutoff (for progress bars).
     """
     config = EngineConfig(
         horizon=horizon,
@@ -75,6 +77,8 @@ def backtest_panel(
                 pl.Series("y", actual.reshape(-1)),
             )
             parts.append(frame)
+            if on_fit_done is not None:
+                on_fit_done(name)
     if not parts:
         raise ValueError(
             f"no series is long enough for a backtest of {windows} window(s) of {horizon} steps"

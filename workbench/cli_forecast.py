@@ -134,12 +134,12 @@ def _write(frame: pl.DataFrame, path: Path) -> None:
     tmp.replace(path)
 
 
-def _progress() -> Progress:
+def _progress(unit: str = "series") -> Progress:
     return Progress(
         SpinnerColumn(),
         TextColumn("[progress.description]{task.description}"),
         BarColumn(),
-        TextColumn("{task.completed:,}/{task.total:,} series"),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f} " + unit),
         TimeElapsedColumn(),
         console=_console(),
         transient=True,
@@ -365,10 +365,16 @@ def backtest_command(
         freq = "1d"
     frequency = Frequency.parse(freq)
     panel = Panel.from_frame(frame.select("series_id", "ds", "y"), frequency)
-    with _progress() as bar:
-        bar.add_task(f"backtesting {len(names)} model(s)", total=None)
+    with _progress("fits") as bar:
+        task = bar.add_task(f"backtesting {len(names)} model(s)", total=windows * len(names))
         forecasts, training = backtest_panel(
-            panel, names, horizon, windows=windows, step=step, seed=seed
+            panel,
+            names,
+            horizon,
+            windows=windows,
+            step=step,
+            seed=seed,
+            on_fit_done=lambda name: bar.advance(task),
         )
     season = frequency.season_length
     scored = horizon_buckets(
