@@ -22,6 +22,7 @@ def _series_file(path: Path, *, hourly: bool = False, n: int = 3) -> Path:
     parts = []
     length = 24 * 30 if hourly else 200
     for i in range(n):
+        ds: list[date] | list[datetime]
         if hourly:
             start = datetime(2026, 1, 1)
             ds = [start + timedelta(hours=k) for k in range(length)]
