@@ -8,10 +8,11 @@ from types import MappingProxyType
 from models.base import Forecaster
 from models.baselines import Drift, Naive, Naive2, SeasonalNaive
 from models.ets import ETS
+from models.gbm import GlobalGBM
 from models.theta import Theta
 
 __all__ = ["MODELS"]
 
 MODELS: Mapping[str, type[Forecaster]] = MappingProxyType(
-    {model.name: model for model in (Naive, SeasonalNaive, Naive2, Drift, ETS, Theta)}
+    {model.name: model for model in (Naive, SeasonalNaive, Naive2, Drift, ETS, Theta, GlobalGBM)}
 )

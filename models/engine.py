@@ -79,6 +79,7 @@ class EngineConfig:
     ensemble_size: int = 3
     calibrate: bool = True
     horizon_buckets: int = 6
+    selection: str = "best"
     seed: int = 0
     season_length: int | None = None
     model_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
@@ -90,6 +91,8 @@ class EngineConfig:
             raise ValueError(f"windows must be 0 or more, got {self.windows}")
         if not self.models:
             raise ValueError("give at least one model")
+        if self.selection not in ("best", "ensemble"):
+            raise ValueError(f"selection must be 'best' or 'ensemble', got '{self.selection}'")
         object.__setattr__(self, "quantiles", validate_quantiles(self.quantiles))
 
     @property
@@ -426,6 +429,8 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
     # Selection: lowest backtest MASE; series without any backtest take the first candidate.
     ranked = np.where(np.isfinite(total_mase), total_mase, np.inf)
     choice = np.argmin(ranked, axis=1) if candidates else np.zeros(n, dtype=np.int64)
+    if config.selection == "ensemble" and ENSEMBLE in candidates:
+        choice = np.full(n, candidates.index(ENSEMBLE))
     chosen = np.array([candidates[c] for c in choice], dtype=object)
 
     # Backtest errors of each series' chosen candidate, every window side by side.
