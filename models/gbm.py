@@ -1,28 +1,38 @@
 """A global gradient-boosting model: one direct multi-horizon learner for the whole panel.
 
 :class:`GlobalGBM` learns from every series at once. A training example is a triple
-(series, origin ``t``, step ``h``) drawn from the history: the features are what is known at
-the origin (recent values, window means, the seasonal-naive value for the target step, the
-value one year before the target, the trend) plus what is known about the target time (its
-calendar, the step ``h``, regressors); the target is ``y[t + h]``. Values are divided by a
-per-series, per-origin scale (the mean absolute value of the last season at the origin,
-floored at a tenth of the mean of the whole history up to the origin), so series of any
-level share one model; forecasts are multiplied back by the scale at the series' end.
+(series, origin ``t``, step ``h``) from the history whose origin and target are observed;
+the target is ``y[t + h] / scale``, where the scale is the series' mean absolute value over
+the last season at the origin, floored at a tenth of its mean up to the origin (examples with
+a zero scale, an all-zero past, are left out; such series forecast zero). Features:
 
-The model is direct, not recursive: one learner covers every step, with ``h`` as a feature.
-Steps beyond the longest trained step (``max_horizon_``) are forecast as that step for the
-``h`` feature, while the calendar, seasonal-naive and regressor features still follow the
-true target time.
+- the step ``h`` and the calendar of the target time (hour, weekday, day of month, day of
+  year, ISO week, month or quarter, as the frequency calls for);
+- known at the origin, divided by the scale: the last value; the seasonal-naive value for the
+  target step, ``y[t - m + ((h - 1) mod m) + 1]``, and the mean of that phase over the last
+  four seasons; means of the last windows (7/28/91/365 days; 24/168/672/2184 hours; ...,
+  NaN when the window reaches before the series' start); the trend (mean of the last 28
+  days over the 28 before); the value one year before the target and its mean over a
+  season around it (when that time is in the past at the origin); ``log(scale)``;
+- each regressor at the target time and at the origin (raw values).
+
+HistGradientBoosting handles the NaN of short series itself. Features with no value in any
+example are dropped at fit time.
+
+The model is direct, not recursive: one learner covers every step. Steps beyond the longest
+trained step (``max_horizon_``) are fed as that step for the ``h`` feature, while the
+calendar, seasonal and regressor features still follow the true target time.
 
 Cost is bounded by construction: at most ``max_train_rows`` examples are drawn (uniformly
 over all valid triples, with a seeded generator), so fit time does not grow with the number
-of series beyond building features. The mean comes from a squared-error learner; each level
+of series beyond building features. The mean comes from a squared-error learner. Each level
 of ``quantile_levels`` gets a quantile-loss learner, fitted on a seeded subsample of at most
-``quantile_train_rows`` examples with its own (smaller) iteration budget. Other levels are
-interpolated linearly in the level between the two fitted levels around them; levels outside
-the fitted range are extrapolated from the two outermost fitted levels linearly in the
-normal score (exact for normal errors), since the quantile learners must be fitted before the
-requested levels are known.
+``quantile_train_rows`` examples with fewer, larger boosting steps (scikit-learn's quantile
+loss recomputes a percentile per leaf in Python, so ten such learners at the mean's budget
+would cost four times the whole fit). Predict receives its levels after the fit, so other
+levels are interpolated linearly in the level between the two fitted levels around them;
+levels outside the fitted range are extrapolated from the two outermost fitted levels
+linearly in the normal score (exact for normal errors).
 """
 
 from __future__ import annotations
@@ -70,7 +80,7 @@ _PLANS: dict[str, _FrequencyPlan] = {
     "weekly": _FrequencyPlan((4, 13, 26, 52), 52, 3, 52, ("week", "month")),
     "monthly": _FrequencyPlan((3, 6, 12, 24), 12, 1, 24, ("month",)),
     "quarterly": _FrequencyPlan((2, 4, 8), 4, 1, 8, ("quarter",)),
-    "other": _FrequencyPlan((4, 16, 64), None, 1, 32, ("month", "yday", "weekday")),
+    "other": _FrequencyPlan((4, 16, 64), None, 1, 32, ("hour", "weekday", "yday", "month")),
 }
 
 
@@ -238,8 +248,8 @@ class GlobalGBM(Forecaster):
     ) -> tuple[dict[str, np.ndarray], np.ndarray]:
         """Features of (series, origin, step) triples and the scale of each triple.
 
-        Lags are divided by the scale; rows with a zero scale (an all-zero history) get
-        zero-filled lag features and are left out of training.
+        Lags are divided by the scale; rows with a zero scale (an all-zero past, whose lags
+        are all zero) keep their lags as they are and are left out of training.
         """
         history = self.history_
         plan = self.plan_
@@ -311,7 +321,12 @@ class _History:
         zeros = np.zeros((n_series, 1))
         filled = np.nan_to_num(values, nan=0.0)
         self.cumulative = np.hstack([zeros, np.cumsum(filled, axis=1)])
-        self.cumulative_abs = np.hstack([zeros, np.cumsum(np.abs(filled), axis=1)])
+        # Demand is rarely negative: share the sums rather than hold a second matrix.
+        self.cumulative_abs = (
+            self.cumulative
+            if (filled >= 0).all()
+            else np.hstack([zeros, np.cumsum(np.abs(filled), axis=1)])
+        )
         self.season = max(season, 1)
 
     def value(self, rows: np.ndarray, columns: np.ndarray) -> np.ndarray:
