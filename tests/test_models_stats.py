@@ -176,7 +176,7 @@ def test_prophet_is_deterministic_and_leaves_the_caller_alone() -> None:
         ]
     )
     np.random.seed(123)
-    state = np.random.get_state()
+    state = np.random.get_state(legacy=True)
     levels = {name: logging.getLogger(name).level for name in ("prophet", "cmdstanpy")}
 
     first = Prophet(seed=4).fit(frame).predict(7, future=future)
@@ -186,7 +186,9 @@ def test_prophet_is_deterministic_and_leaves_the_caller_alone() -> None:
     assert first.equals(second)
     assert not first.equals(other_seed)
     assert frame.equals(original)
-    after = np.random.get_state()
+    after = np.random.get_state(legacy=True)
+    assert isinstance(state, tuple)
+    assert isinstance(after, tuple)
     assert after[0] == state[0]
     np.testing.assert_array_equal(after[1], state[1])
     assert after[2:] == state[2:]
@@ -195,25 +197,25 @@ def test_prophet_is_deterministic_and_leaves_the_caller_alone() -> None:
 
 # -- failures ------------------------------------------------------------------------------
 class _FailingArima(ARIMA):
-    def _fit_series(self, y, regressors):  # type: ignore[no-untyped-def]
+    def _fit_series(self, y, regressors):
         if np.ptp(y) == 0:
             raise RuntimeError("injected failure")
         return super()._fit_series(y, regressors)
 
 
 class _FailingMstl(MSTL):
-    def _fit_series(self, y, periods):  # type: ignore[no-untyped-def]
+    def _fit_series(self, y, periods):
         if np.ptp(y) == 0:
             raise RuntimeError("injected failure")
         return super()._fit_series(y, periods)
 
 
 class _FailingProphet(Prophet):
-    def _new_model(self, holidays):  # type: ignore[no-untyped-def]
+    def _new_model(self, holidays):
         model = super()._new_model(holidays)
         fit = model.fit
 
-        def failing_fit(df, **kwargs):  # type: ignore[no-untyped-def]
+        def failing_fit(df, **kwargs):
             if df["y"].nunique() == 1:
                 raise RuntimeError("injected failure")
             return fit(df, **kwargs)
