@@ -9,7 +9,8 @@ quantiles never cross: :func:`models.panel.sanitize_forecasts` enforces both for
 
 Models declare what they can do in :class:`Capabilities` rather than being probed. Per-series
 models report series they could not fit in ``failures_`` (series id -> reason) and forecast
-NaN for them, so the engine can fall back to the next model and say why.
+NaN for them, so the engine can fall back to the next model and say why; ``failures_`` may
+also gain series whose forecast failed at predict time.
 """
 
 from __future__ import annotations
@@ -80,6 +81,9 @@ class Forecaster(ABC):
 
     name: ClassVar[str]
     capabilities: ClassVar[Capabilities]
+    #: Settings that make the model quick on the contract checks' tiny panels (a global
+    #: model's fixed cost per boosting iteration, say); the checks build models with them.
+    check_settings: ClassVar[Mapping[str, Any]] = {}
 
     def __init__(self, *, season_length: int | None = None, seed: int = 0) -> None:
         self.season_length = season_length

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import date, datetime
+from typing import Any
 
 import numpy as np
 import polars as pl
@@ -19,6 +20,11 @@ from models.frequency import Frequency
 from models.quantiles import quantile_column
 
 QUANTILES = (0.05, 0.1, 0.5, 0.9, 0.95)
+
+
+def _make(cls: type[Forecaster], **settings: Any) -> Forecaster:
+    """Build a model with its quick check settings (see ``Forecaster.check_settings``)."""
+    return cls(**{**cls.check_settings, **settings})
 
 
 def synthetic_frame(
@@ -71,7 +77,7 @@ def _future_load(model: Forecaster, horizon: int, seed: int = 1) -> pl.DataFrame
 
 
 def _fit_predict(cls: type[Forecaster], frame: pl.DataFrame, horizon: int) -> pl.DataFrame:
-    model = cls(seed=3).fit(frame)
+    model = _make(cls, seed=3).fit(frame)
     future = _future_load(model, horizon) if "load" in frame.columns else None
     return model.predict(horizon, QUANTILES, future=future)
 
@@ -81,7 +87,7 @@ def _frame_for(cls: type[Forecaster], freq: str = "daily") -> pl.DataFrame:
 
 
 def check_constructor_stores_only(cls: type[Forecaster]) -> None:
-    model = cls(seed=5)
+    model = _make(cls, seed=5)
     assert not [k for k in vars(model) if k.endswith("_")], "constructor learned something"
     assert model.get_params()["seed"] == 5
     assert "capabilities" not in vars(model)
@@ -89,13 +95,13 @@ def check_constructor_stores_only(cls: type[Forecaster]) -> None:
 
 def check_predict_before_fit(cls: type[Forecaster]) -> None:
     with pytest.raises(NotFittedError):
-        cls().predict(3)
+        _make(cls).predict(3)
 
 
 def check_fit_returns_self_and_shapes(cls: type[Forecaster]) -> None:
     frame = _frame_for(cls)
     original = frame.clone()
-    model = cls(seed=3)
+    model = _make(cls, seed=3)
     assert model.fit(frame) is model
     assert frame.equals(original), "fit changed the caller's frame"
     horizon = 10
@@ -132,7 +138,7 @@ def check_outputs_sane(cls: type[Forecaster]) -> None:
 def check_refit_equals_fresh_fit(cls: type[Forecaster]) -> None:
     frame = _frame_for(cls)
     other = synthetic_frame("daily", seed=9, regressor=cls.capabilities.exogenous)
-    model = cls(seed=3).fit(other)
+    model = _make(cls, seed=3).fit(other)
     model.fit(frame)
     future = _future_load(model, 7) if cls.capabilities.exogenous else None
     refit = model.predict(7, QUANTILES, future=future)
@@ -154,7 +160,7 @@ def check_too_short_history(cls: type[Forecaster]) -> None:
         need - 1
     )
     with pytest.raises(LongFrameError, match=cls.name):
-        cls().fit(frame, freq="daily")
+        _make(cls).fit(frame, freq="daily")
 
 
 def check_frequencies(cls: type[Forecaster]) -> None:
@@ -184,7 +190,7 @@ def check_learns_a_level(cls: type[Forecaster]) -> None:
     )
     if cls.capabilities.exogenous:
         frame = frame.with_columns(load=pl.lit(0.0))
-    model = cls(seed=1).fit(frame)
+    model = _make(cls, seed=1).fit(frame)
     future = None
     if cls.capabilities.exogenous:
         future = _future_load(model, 7).with_columns(load=pl.lit(0.0))
