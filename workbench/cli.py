@@ -426,9 +426,12 @@ def demo(
     data: Annotated[Path, typer.Option(help="Sample fleet folder to ingest.")] = REPO_ROOT
     / "data_samples",
     serve: Annotated[bool, typer.Option(help="Start the app when done.")] = True,
+    forecast: Annotated[
+        bool, typer.Option(help="Forecast demand for every pool and team after ingesting.")
+    ] = True,
     port: Annotated[int, typer.Option(help="Port for the app.")] = 8501,
 ) -> None:
-    """The main job on the bundled sample fleet: ingest everything, then open the app."""
+    """The main job on the bundled sample fleet: ingest everything, forecast, open the app."""
     from workbench.ingest import ingest as run_ingest
 
     ws = Workspace(workspace).init()
@@ -469,6 +472,11 @@ def demo(
         f"{usage['chip_hours_used'].sum():,.0f} chip-hours used, "
         f"{usage['chip_hours_queued'].sum():,.0f} chip-hours queued."
     )
+    if forecast:
+        from workbench.cli_forecast import run_fleet_forecast
+        from workbench.forecasting import ForecastSettings
+
+        run_fleet_forecast(ws, ForecastSettings(), quiet=True)
     if serve:
         app_command(workspace=workspace, port=port, address="127.0.0.1")
 

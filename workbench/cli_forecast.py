@@ -25,7 +25,7 @@ from workbench.executors import default_executor
 from workbench.forecasting import ForecastSettings, forecast_fleet, run_series_engine
 from workbench.store import Workspace
 
-__all__ = ["backtest_command", "forecast_command"]
+__all__ = ["backtest_command", "forecast_command", "run_fleet_forecast"]
 
 _DEFAULT_MODELS = ",".join(DEFAULT_CANDIDATES)
 _DEFAULT_WORKSPACE = Path(os.environ.get("WORKBENCH_WORKSPACE", "workspace"))
@@ -246,8 +246,12 @@ def forecast_command(
     if series is not None:
         _run_series_file(series, out, freq, settings)
         return
+    run_fleet_forecast(Workspace(workspace).require(), settings)
+
+
+def run_fleet_forecast(ws: Workspace, settings: ForecastSettings, *, quiet: bool = False) -> str:
+    """Forecast the workspace's fleet, write a ``forecast`` run, print a summary; return its id."""
     console = _console()
-    ws = Workspace(workspace).require()
     for table in ("usage_daily", "sku_catalog"):
         if not ws.has_table(table):
             raise WorkbenchError(
@@ -259,7 +263,10 @@ def forecast_command(
     events_table = ws.read_table("events") if ws.has_table("events") else None
     executor = default_executor(settings.workers)
     node_count = _count_nodes(usage)
-    with ws.new_run("forecast", config=settings.as_dict(), seed=seed) as run, _progress() as bar:
+    with (
+        ws.new_run("forecast", config=settings.as_dict(), seed=settings.seed) as run,
+        _progress() as bar,
+    ):
         task = bar.add_task("forecasting", total=node_count)
 
         def stage(name: str) -> None:
@@ -282,14 +289,16 @@ def forecast_command(
         run.manifest["timings"].update(result.timings)
         run.manifest["notes"] = list(result.notes)
         run_id = run.run_id
-    console.print(_selection_table(result.selection, "Chosen models per series"))
-    _print_peaks(result.planning)
-    for note in result.notes:
-        console.print(f"note: {note}")
+    if not quiet:
+        console.print(_selection_table(result.selection, "Chosen models per series"))
+        _print_peaks(result.planning)
+        for note in result.notes:
+            console.print(f"note: {note}")
     console.print(
-        f"Run {run_id}: {result.forecast['series_id'].n_unique():,} series, "
+        f"Forecast run {run_id}: {result.forecast['series_id'].n_unique():,} series, "
         f"{settings.horizon} days, {result.fallbacks.height:,} fallback(s)."
     )
+    return run_id
 
 
 def _count_nodes(usage: pl.DataFrame) -> int:
