@@ -9,7 +9,7 @@ WORKSPACE ?= workspace
 PORT ?= 8501
 
 .DEFAULT_GOAL := help
-.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest clean
+.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest bench-forecast clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -51,6 +51,16 @@ bench-large: env  ## benchmarks including the large fleet (10M jobs; several min
 
 bench-ingest: env  ## ingest of the large fleet (CSV and Parquet) against DuckDB and pandas references
 	$(PY) benchmarks/ingest_large.py --scale large
+
+AUTOETS_VENV := benchmarks/.venv-autoets
+
+$(AUTOETS_VENV)/.installed-stamp:
+	$(PYTHON) -m venv $(AUTOETS_VENV)
+	$(AUTOETS_VENV)/bin/pip install --quiet statsforecast polars pyarrow
+	touch $@
+
+bench-forecast: env $(AUTOETS_VENV)/.installed-stamp  ## forecasting: ours vs AutoETS, Prophet, seasonal naive (1,000 + 10,000 series)
+	$(PY) benchmarks/forecast_bench.py
 
 clean:  ## remove the environment, caches and the default workspace
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(WORKSPACE)

@@ -26,6 +26,8 @@ import argparse
 import json
 import logging
 import os
+import subprocess
+import tempfile
 import time
 import warnings
 from dataclasses import replace
@@ -136,28 +138,35 @@ def run_seasonal_naive(frame: pl.DataFrame, horizon: int) -> tuple[pl.DataFrame,
     return result, time.perf_counter() - began
 
 
-def run_autoets(frame: pl.DataFrame, horizon: int, workers: int) -> tuple[pl.DataFrame, float]:
-    from statsforecast import StatsForecast
-    from statsforecast.models import AutoETS
-
-    df = frame.rename({"series_id": "unique_id"}).to_pandas()
-    levels = [50, 80, 90, 95, 98]
-    began = time.perf_counter()
-    engine = StatsForecast(models=[AutoETS(season_length=SEASON)], freq="D", n_jobs=workers)
-    engine.cross_validation(df=df, h=horizon, n_windows=3, step_size=horizon, level=levels)
-    final: Any = engine.forecast(df=df, h=horizon, level=levels)
-    seconds = time.perf_counter() - began
-    table = final if "unique_id" in final.columns else final.reset_index()
-    out = pl.DataFrame(table)
-    columns: dict[str, pl.Expr] = {"mean": pl.col("AutoETS")}
-    for level in levels:
-        low, high = round((100 - level) / 200, 4), round(1 - (100 - level) / 200, 4)
-        columns[quantile_column(low)] = pl.col(f"AutoETS-lo-{level}")
-        columns[quantile_column(high)] = pl.col(f"AutoETS-hi-{level}")
-    columns["p50"] = pl.col("AutoETS")
-    out = out.select(pl.col("unique_id").alias("series_id"), pl.col("ds").cast(pl.Date), **columns)
-    clipped = [pl.col(c).clip(lower_bound=0.0) for c in out.columns if c not in ("series_id", "ds")]
-    return out.with_columns(clipped), seconds
+def run_autoets(
+    frame: pl.DataFrame, horizon: int, workers: int, python: Path
+) -> tuple[pl.DataFrame, float]:
+    """AutoETS through ``reference_autoets.py`` under its own environment's ``python``."""
+    if not python.exists():
+        raise SystemExit(
+            f"no AutoETS environment at {python}: run 'make bench-forecast' (it builds "
+            "benchmarks/.venv-autoets with statsforecast), or pass --skip autoets"
+        )
+    with tempfile.TemporaryDirectory(prefix="autoets-") as scratch:
+        series, out = Path(scratch) / "series.parquet", Path(scratch) / "forecast.parquet"
+        frame.write_parquet(series)
+        command = [
+            str(python),
+            str(ROOT / "benchmarks" / "reference_autoets.py"),
+            str(series),
+            str(out),
+            "--horizon",
+            str(horizon),
+            "--workers",
+            str(workers),
+        ]
+        subprocess.run(command, check=True)
+        seconds = float(json.loads(out.with_suffix(".json").read_text())["seconds"])
+        forecast = pl.read_parquet(out)
+    clipped = [
+        pl.col(c).clip(lower_bound=0.0) for c in forecast.columns if c not in ("series_id", "ds")
+    ]
+    return forecast.with_columns(clipped), seconds
 
 
 def run_prophet(frame: pl.DataFrame, horizon: int, sample: list[str]) -> tuple[pl.DataFrame, float]:
@@ -178,6 +187,12 @@ def main() -> None:
     parser.add_argument("--prophet-sample", type=int, default=100)
     parser.add_argument("--no-scaling", action="store_true", help="skip the 10x-series run")
     parser.add_argument("--skip", default="", help="comma-separated: autoets,prophet")
+    parser.add_argument(
+        "--autoets-python",
+        type=Path,
+        default=ROOT / "benchmarks" / ".venv-autoets" / "bin" / "python",
+        help="python of the environment with statsforecast",
+    )
     args = parser.parse_args()
     skip = set(filter(None, args.skip.split(",")))
     warnings.simplefilter("ignore")
@@ -201,7 +216,7 @@ def main() -> None:
     rows.append({"method": "seasonal naive", "seconds": seconds, **score(mean, qs, truth, scale)})
 
     if "autoets" not in skip:
-        forecast, seconds = run_autoets(frame, args.horizon, args.workers)
+        forecast, seconds = run_autoets(frame, args.horizon, args.workers, args.autoets_python)
         mean, qs = matrices(forecast, ids, args.horizon)
         rows.append(
             {"method": "statsforecast AutoETS", "seconds": seconds, **score(mean, qs, truth, scale)}
