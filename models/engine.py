@@ -364,11 +364,12 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
         train, rows = panel.truncate(removed, min_length=2)
         end = panel.values.shape[1] - removed
         actual = np.full((n, horizon), np.nan)
-        actual[rows] = panel.values[rows, end : end + horizon] if horizon <= removed else np.nan
         scale = np.full(n, np.nan)
-        scale[rows] = _seasonal_scale(train.values, train.lengths, season)
+        if rows.size:  # else no series is long enough for this window
+            actual[rows] = panel.values[rows, end : end + horizon]
+            scale[rows] = _seasonal_scale(train.values, train.lengths, season)
         train_future = None
-        if panel.regressors:
+        if panel.regressors and rows.size:
             train_future = {k: v[rows, end : end + horizon] for k, v in panel.regressors.items()}
         actuals.append(actual)
         scales.append(scale)
@@ -426,9 +427,13 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
             total_mase = _nanmean(window_mase, axis=1).T
         candidates.append(ENSEMBLE)
 
-    # Selection: lowest backtest MASE; series without any backtest take the first candidate.
+    # Selection: lowest backtest MASE. A series too short for any backtest window takes a
+    # robust default: Theta (the M4 benchmark winner among the simple methods) when it is a
+    # candidate, else ETS, else the first candidate.
     ranked = np.where(np.isfinite(total_mase), total_mase, np.inf)
-    choice = np.argmin(ranked, axis=1) if candidates else np.zeros(n, dtype=np.int64)
+    choice = np.argmin(ranked, axis=1)
+    default = next((candidates.index(m) for m in ("theta", "ets") if m in candidates), 0)
+    choice = np.where(np.isinf(ranked).all(axis=1), default, choice)
     if config.selection == "ensemble" and ENSEMBLE in candidates:
         choice = np.full(n, candidates.index(ENSEMBLE))
     chosen = np.array([candidates[c] for c in choice], dtype=object)
@@ -455,7 +460,7 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
                         "mase": window_mase[m, w],
                     },
                     schema_overrides={"mase": pl.Float64},
-                )
+                ).with_columns(pl.col("mase").fill_nan(None))  # no window: null, not NaN
             )
 
     # Conformal errors of each candidate, for a sample of series.

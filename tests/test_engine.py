@@ -238,3 +238,12 @@ def test_chunks_through_any_map_give_the_same_result() -> None:
 def test_unknown_model_fails_before_any_work() -> None:
     with pytest.raises(ValueError, match="unknown model 'prophecy'"):
         run_engine(_panel("walk", 1), EngineConfig(horizon=3, models=("prophecy",)))
+
+
+def test_a_series_too_short_for_any_backtest_gets_a_robust_default() -> None:
+    short = _panel("walk", 2, length=6, seed=8)
+    config = EngineConfig(horizon=7, windows=3, models=("naive", "theta"))
+    result = run_engine(short, config)
+    assert set(result.selection["model"]) == {"theta"}
+    assert result.selection["backtest_mase"].is_null().all()
+    assert result.forecast["mean"].is_finite().all()

@@ -219,7 +219,13 @@ def forecast_command(
     horizon: _HorizonOption = 182,
     models: _ModelsOption = _DEFAULT_MODELS,
     windows: _WindowsOption = 3,
-    step: _StepOption = 91,
+    step: Annotated[
+        int | None,
+        typer.Option(
+            help="Steps between backtest cutoffs [default: 91 days for the fleet, the "
+            "horizon for --series]."
+        ),
+    ] = None,
     reconcile: Annotated[
         str, typer.Option(help="none, bottom_up, top_down, mint_shrink, wls_var, wls_struct.")
     ] = "mint_shrink",
@@ -242,6 +248,8 @@ def forecast_command(
     Writes a run with the forecast, backtest scores, chosen models, fallbacks, quarterly
     peak-week distributions per pool and timings.
     """
+    if step is None and series is None:
+        step = 91  # quarterly cutoffs: a half-year horizon is scored on two seasons' windows
     settings = _settings(horizon, models, windows, step, reconcile, target, events, seed, workers)
     if series is not None:
         _run_series_file(series, out, freq, settings)
