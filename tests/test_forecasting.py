@@ -441,3 +441,21 @@ def forecast_fleet_history(usage: pl.DataFrame, forecast: pl.DataFrame) -> pl.Da
     return actual.select("series_id", "ds", "y").filter(
         pl.col("ds").is_in(forecast["ds"].unique().implode())
     )
+
+
+def test_peak_scenarios_are_joint_paths_with_the_planning_distribution() -> None:
+    from workbench.forecasting import peak_scenarios
+
+    start = date(2027, 1, 4)
+    forecast = _flat_forecast(["pool=a", "pool=b"], start, 182, 100.0)
+    scenarios = peak_scenarios(forecast, LEVELS, n_scenarios=400, seed=2)
+    assert scenarios.columns == ["series_id", "scenario", "quarter", "peak_chips"]
+    assert set(scenarios["quarter"]) == {"2027Q1", "2027Q2"}  # 26 whole weeks from Jan 4
+    assert scenarios.group_by("series_id", "quarter").len()["len"].unique().to_list() == [400]
+    a = scenarios.filter(pl.col("series_id") == "pool=a")
+    q1 = a.filter(pl.col("quarter") == "2027Q1").sort("scenario")["peak_chips"].to_numpy()
+    q2 = a.filter(pl.col("quarter") == "2027Q2").sort("scenario")["peak_chips"].to_numpy()
+    # A high first quarter tends to go with a high second one (same path).
+    assert np.corrcoef(q1, q2)[0, 1] > 0
+    # The peak of a quarter is above the mean and within the forecast's range.
+    assert 100.0 < float(np.median(q1)) <= 100.0 * (0.8 + 0.4 * 0.95)

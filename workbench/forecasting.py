@@ -55,6 +55,7 @@ __all__ = [
     "cold_start",
     "demand_series",
     "forecast_fleet",
+    "peak_scenarios",
     "planning_periods",
     "remove_past_events",
     "run_series_engine",
@@ -525,6 +526,32 @@ def _quarter(day: date) -> str:
     return f"{day.year}Q{(day.month - 1) // 3 + 1}"
 
 
+def _quarter_peaks(
+    forecast: pl.DataFrame, levels: Sequence[float], n_paths: int, seed: int
+) -> tuple[list[str], list[tuple[str, int, np.ndarray]]]:
+    """Series ids and, per quarter, (quarter, whole weeks, peaks (paths, series))."""
+    forecast = forecast.sort("series_id", "ds")
+    ids = forecast["series_id"].unique(maintain_order=True).to_list()
+    if not ids:
+        return [], []
+    ds_values = forecast.filter(pl.col("series_id") == ids[0])["ds"].to_list()
+    horizon = len(ds_values)
+    n_weeks = horizon // 7
+    if n_weeks == 0:
+        raise WorkbenchError(
+            f"a horizon of {horizon} days has no whole week: planning periods need 7 or more",
+            fix="forecast with --horizon 7 or more",
+        )
+    paths = sample_paths(_quantile_matrix(forecast, levels), levels, n_paths, seed=seed)
+    weekly = paths[:, :, : n_weeks * 7].reshape(n_paths, len(ids), n_weeks, 7).mean(axis=3)
+    week_quarter = np.array([_quarter(ds_values[7 * w]) for w in range(n_weeks)])
+    out = []
+    for quarter in dict.fromkeys(week_quarter.tolist()):
+        mask = week_quarter == quarter
+        out.append((quarter, int(mask.sum()), weekly[:, :, mask].max(axis=2)))
+    return ids, out
+
+
 def planning_periods(
     forecast: pl.DataFrame,
     levels: Sequence[float],
@@ -539,37 +566,46 @@ def planning_periods(
     of its first day, and only whole weeks count. Returns ``series_id, quarter, weeks,
     mean_peak_chips`` and ``peak_p50 ...`` columns (chips).
     """
-    forecast = forecast.sort("series_id", "ds")
-    ids = forecast["series_id"].unique(maintain_order=True).to_list()
-    if not ids:
-        return pl.DataFrame()
-    ds_values = forecast.filter(pl.col("series_id") == ids[0])["ds"].to_list()
-    horizon = len(ds_values)
-    n_weeks = horizon // 7
-    if n_weeks == 0:
-        raise WorkbenchError(
-            f"a horizon of {horizon} days has no whole week: planning periods need 7 or more",
-            fix="forecast with --horizon 7 or more",
-        )
-    paths = sample_paths(_quantile_matrix(forecast, levels), levels, n_paths, seed=seed)
-    weekly = paths[:, :, : n_weeks * 7].reshape(n_paths, len(ids), n_weeks, 7).mean(axis=3)
-    week_quarter = np.array([_quarter(ds_values[7 * w]) for w in range(n_weeks)])
+    ids, quarters = _quarter_peaks(forecast, levels, n_paths, seed)
     rows: list[dict[str, Any]] = []
-    for quarter in dict.fromkeys(week_quarter.tolist()):
-        mask = week_quarter == quarter
-        peaks = weekly[:, :, mask].max(axis=2)  # (paths, series)
+    for quarter, weeks, peaks in quarters:
         stats = np.quantile(peaks, report_levels, axis=0)
         for i, sid in enumerate(ids):
             row: dict[str, Any] = {
                 "series_id": sid,
                 "quarter": quarter,
-                "weeks": int(mask.sum()),
+                "weeks": weeks,
                 "mean_peak_chips": float(peaks[:, i].mean()),
             }
             for k, q in enumerate(report_levels):
                 row[f"peak_{quantile_column(q)}"] = float(stats[k, i])
             rows.append(row)
     return pl.DataFrame(rows)
+
+
+def peak_scenarios(
+    forecast: pl.DataFrame, levels: Sequence[float], *, n_scenarios: int = 100, seed: int = 0
+) -> pl.DataFrame:
+    """Joint scenarios of each quarter's peak weekly demand, one row per scenario.
+
+    Columns ``series_id, scenario, quarter, peak_chips``. Scenario k of every quarter comes
+    from the same sample path, so a scenario that runs high early tends to stay high: a
+    stochastic plan over these scenarios sees the persistence that per-quarter quantiles
+    hide.
+    """
+    ids, quarters = _quarter_peaks(forecast, levels, n_scenarios, seed)
+    parts = [
+        pl.DataFrame(
+            {
+                "series_id": np.tile(np.array(ids, dtype=str), n_scenarios),
+                "scenario": np.repeat(np.arange(n_scenarios, dtype=np.int32), len(ids)),
+                "quarter": quarter,
+                "peak_chips": peaks.reshape(-1),
+            }
+        )
+        for quarter, _, peaks in quarters
+    ]
+    return pl.concat(parts) if parts else pl.DataFrame()
 
 
 # --------------------------------------------------------------------------------------
@@ -624,6 +660,7 @@ class FleetForecast:
     fallbacks: pl.DataFrame
     calibration: pl.DataFrame
     planning: pl.DataFrame
+    scenarios: pl.DataFrame
     events_applied: pl.DataFrame
     events_removed: pl.DataFrame
     cold_start: pl.DataFrame
@@ -641,6 +678,7 @@ class FleetForecast:
             "fallbacks": self.fallbacks,
             "calibration": self.calibration,
             "planning": self.planning,
+            "scenarios": self.scenarios,
             "events_applied": self.events_applied,
             "events_removed": self.events_removed,
             "cold_start": self.cold_start,
@@ -758,6 +796,9 @@ def forecast_fleet(
         n_paths=settings.sample_paths,
         seed=settings.seed,
     )
+    scenarios = peak_scenarios(
+        pools.filter(pl.col("level") == "pool"), levels, n_scenarios=100, seed=settings.seed
+    )
     stage("done")
     marks = list(timings.items())
     durations = {name: round(marks[i + 1][1] - t, 4) for i, (name, t) in enumerate(marks[:-1])}
@@ -790,6 +831,9 @@ def forecast_fleet(
         fallbacks=result.fallbacks,
         calibration=result.calibration,
         planning=planning.join(keyed, on="series_id", how="left") if planning.height else planning,
+        scenarios=scenarios.join(keyed, on="series_id", how="left")
+        if scenarios.height
+        else scenarios,
         events_applied=applied,
         events_removed=removed,
         cold_start=young,
