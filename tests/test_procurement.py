@@ -1,0 +1,200 @@
+"""The procurement optimizer on small cases solved by hand, and its monotone properties."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import replace
+from typing import Any
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from workbench.procurement import PlanInputs, PlanLimits, PoolSpec, lead_quarters, solve_plan
+
+QUARTERS = ("2027Q1", "2027Q2", "2027Q3", "2027Q4")
+
+
+def pool(**changes: Any) -> PoolSpec:
+    """A pool with round prices: owning costs $1/chip-hour, on demand $6, commitments $4/$3."""
+    base = PoolSpec(
+        accelerator="h100",
+        region="r1",
+        family="gpu",
+        perf_index=1.0,
+        power_w=1000.0,
+        pue=1.0,
+        lot_chips=8,
+        lead_time_weeks=13,
+        capex_usd=30_000.0,
+        owned_usd_per_chip_hour=1.0,
+        on_demand_usd_per_hour=6.0,
+        commit_1y_usd_per_hour=4.0,
+        commit_3y_usd_per_hour=3.0,
+        burst_cap_chips=1_000.0,
+    )
+    return replace(base, **changes)
+
+
+def inputs(
+    demand: Sequence[Sequence[float]] | np.ndarray,
+    pools: tuple[PoolSpec, ...] | None = None,
+    installed: float | list[float] = 0.0,
+) -> PlanInputs:
+    """Inputs with demand given per pool and quarter (one scenario) or (pool, quarter, s)."""
+    d = np.asarray(demand, dtype=float)
+    if d.ndim == 2:
+        d = d[:, :, None]
+    pools = pools or (pool(),)
+    n_p, n_t = d.shape[:2]
+    inst = np.broadcast_to(np.asarray(installed, dtype=float).reshape(-1, 1), (n_p, n_t)).copy()
+    return PlanInputs(
+        quarters=QUARTERS[:n_t],
+        pools=pools,
+        installed=inst,
+        on_order=np.zeros((n_p, n_t)),
+        healthy_ratio=np.ones(n_p),
+        demand=d,
+    )
+
+
+def test_lead_time_in_whole_quarters() -> None:
+    assert [lead_quarters(w) for w in (8, 12, 13, 14, 26, 36)] == [1, 1, 1, 2, 2, 3]
+
+
+def test_lead_time_pushes_a_purchase_earlier() -> None:
+    # Demand of 80 chips from the last quarter only; buying is far cheaper than renting.
+    demand = [[0, 0, 0, 80]]
+    short = solve_plan(inputs(demand, (pool(lead_time_weeks=13),)))
+    long = solve_plan(inputs(demand, (pool(lead_time_weeks=36),)))
+    assert short.buy_lots[0].tolist() == [0, 0, 10, 0]  # one quarter ahead
+    assert long.buy_lots[0].tolist() == [10, 0, 0, 0]  # three quarters ahead
+    row = long.rows.row(0, named=True)
+    assert row["lands_in"] == "2027Q4"
+    assert "36-week lead time" in row["rationale"]
+    # Demand before any purchase can land is met in the cloud, and the row says why.
+    early = solve_plan(inputs([[40, 0, 0, 0]], (pool(lead_time_weeks=36),)))
+    first = early.rows.row(0, named=True)
+    assert early.buy_lots.sum() == 0
+    assert first["capacity"] + first["burst_mean"] == pytest.approx(40)
+    assert "lead time" in first["binding"]
+
+
+def test_a_power_budget_moves_demand_to_cloud() -> None:
+    demand = [[0, 100, 100, 100]]
+    free = solve_plan(inputs(demand))
+    assert free.buy_lots[0, 0] * 8 == 104  # 13 lots cover 100
+    # 0.05 MW at 1 kW a chip: 48 chips fit (6 lots), the other 52 go to cloud commitments.
+    limited = solve_plan(inputs(demand), PlanLimits(power_mw={"r1": 0.05}))
+    assert limited.buy_lots.sum() * 8 == 48
+    row = limited.rows.row(1, named=True)
+    assert row["committed_chips"] + row["burst_mean"] == pytest.approx(52)
+    assert "power" in row["binding"]
+    binding = limited.limits.filter("binding")
+    assert binding["limit"].unique().to_list() == ["power"]
+    assert binding["short_by"].to_list() == pytest.approx([0.104 - 0.05] * 3)
+
+
+def test_a_lot_size_rounds_up() -> None:
+    # With no cloud to fill the last 4 chips, 100 chips of demand take 4 lots of 32.
+    owned_only = pool(lot_chips=32, commit_1y_usd_per_hour=None, commit_3y_usd_per_hour=None)
+    result = solve_plan(inputs([[0, 100, 100, 100]], (replace(owned_only, burst_cap_chips=0),)))
+    assert result.buy_lots[0].tolist() == [4, 0, 0, 0]
+    row = result.rows.row(0, named=True)
+    assert row["buy_chips"] == 128
+    assert "lot size" in row["binding"]
+    # With cloud at hand, 96 owned chips and 4 rented ones cost less than 28 idle chips.
+    mixed = solve_plan(inputs([[0, 100, 100, 100]], (pool(lot_chips=32),)))
+    assert mixed.buy_lots[0].tolist() == [3, 0, 0, 0]
+
+
+def test_a_budget_too_small_yields_the_least_unmet_plan_with_the_limit_named() -> None:
+    # No cloud at all: only purchases can serve. $1.2M a quarter buys 40 chips.
+    no_cloud = pool(commit_1y_usd_per_hour=None, commit_3y_usd_per_hour=None, burst_cap_chips=0)
+    limits = PlanLimits(capex_budget_usd=1_200_000)
+    result = solve_plan(inputs([[0, 100, 100, 100]], (no_cloud,)), limits)
+    assert result.status == "limited"
+    # Every dollar as early as it helps; the last quarter needs only 20 more (3 lots).
+    assert result.buy_lots[0].tolist() == [5, 5, 3, 0]
+    unmet = result.rows["unmet_mean"].to_list()
+    assert unmet == pytest.approx([0, 60, 20, 0])
+    assert result.rows["shortfall_probability"].to_list() == [0, 1, 1, 0]
+    first = result.limits.filter("binding").row(0, named=True)
+    assert first["limit"] == "capex budget"
+    assert first["quarter"] == "2027Q1"
+    assert first["short_by"] == pytest.approx(104 * 30_000 - 1_200_000)
+    assert "budget" in result.rows.row(1, named=True)["binding"]
+
+
+def test_fungibility_covers_a_shortfall_with_another_generation() -> None:
+    # The old generation is short and cannot buy in time; the new one has a spare 50 chips of
+    # 3x performance, which covers 100 old chips of demand when demand is fungible.
+    old = pool(accelerator="a100", lead_time_weeks=40, burst_cap_chips=0, perf_index=1.0)
+    new = pool(accelerator="h100", perf_index=3.0, burst_cap_chips=0)
+    no_commit = PlanLimits(allow_commitments=False)
+    demand = [[100, 100, 100, 100], [0, 0, 0, 0]]
+    strict = solve_plan(inputs(demand, (old, new), installed=[0, 50]), no_commit)
+    assert strict.rows.filter(accelerator="a100")["unmet_mean"].sum() == pytest.approx(400)
+    fungible = solve_plan(
+        inputs(demand, (old, new), installed=[0, 50]), replace(no_commit, fungible=True)
+    )
+    assert fungible.unmet.sum() == pytest.approx(0)
+    assert fungible.buy_lots.sum() == 0
+
+
+def test_money_columns_are_cents_and_add_up() -> None:
+    result = solve_plan(inputs([[0, 100, 100, 100]]))
+    rows = result.rows
+    parts = ("installed", "new_owned", "commit", "burst")
+    total = sum(rows[f"{p}_cost_cents"] for p in parts)
+    assert (rows["cost_cents"] == total).all()
+    # 104 chips x $1 x 2,190 h x 3 quarters.
+    assert rows["new_owned_cost_cents"].sum() == 104 * 2190 * 3 * 100
+
+
+def test_lp_relaxation_with_repair_respects_lots_and_limits() -> None:
+    demand = [[0, 100, 100, 100]]
+    limits = PlanLimits(method="lp_round", power_mw={"r1": 0.05})
+    result = solve_plan(inputs(demand), limits)
+    assert result.method == "lp_round"
+    assert float(result.buy_lots.sum()).is_integer()
+    assert result.buy_lots.sum() * 8 <= 50
+    assert result.unmet.sum() == pytest.approx(0)
+
+
+_demands = st.lists(st.floats(0, 200), min_size=3, max_size=3)
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(base=_demands, extra=_demands, scenarios=st.integers(1, 3))
+def test_more_demand_never_lowers_the_recommended_capacity(
+    base: list[float], extra: list[float], scenarios: int
+) -> None:
+    spread = np.linspace(0.8, 1.2, scenarios)
+    low = np.asarray(base)[None, :, None] * spread[None, None, :]
+    high = low + np.asarray(extra)[None, :, None]
+    limits = PlanLimits(mip_rel_gap=0.0)
+    lo = solve_plan(inputs(low[:, :3]), limits)
+    hi = solve_plan(inputs(high[:, :3]), limits)
+    supply_lo = lo.capacity + lo.burst.mean(axis=2)
+    supply_hi = hi.capacity + hi.burst.mean(axis=2)
+    assert supply_hi.sum() >= supply_lo.sum() - 1e-6
+
+
+@settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    demand=_demands,
+    budget=st.floats(0, 3_000_000),
+    penalty=st.floats(1, 50),
+    factor=st.floats(1, 10),
+)
+def test_a_higher_unmet_penalty_never_raises_unmet_demand(
+    demand: list[float], budget: float, penalty: float, factor: float
+) -> None:
+    no_cloud = pool(commit_1y_usd_per_hour=None, burst_cap_chips=20)
+    case = inputs([demand], (no_cloud,))
+    base = PlanLimits(capex_budget_usd=budget, mip_rel_gap=0.0)
+    low = solve_plan(case, replace(base, unmet_penalty_usd_per_chip_hour=penalty))
+    high = solve_plan(case, replace(base, unmet_penalty_usd_per_chip_hour=penalty * factor))
+    assert high.unmet.sum() <= low.unmet.sum() + 1e-6
