@@ -24,6 +24,7 @@ from rich.table import Table
 
 from workbench.cli_costs import costs_command, tco_command
 from workbench.cli_forecast import backtest_command, forecast_command
+from workbench.cli_reclaim import reclaim_command
 from workbench.errors import WorkbenchError
 from workbench.ingest import INGEST_KINDS, IngestOptions
 from workbench.store import Workspace
@@ -58,6 +59,7 @@ app.command("costs")(costs_command)
 app.command("tco")(tco_command)
 app.command("forecast")(forecast_command)
 app.command("backtest")(backtest_command)
+app.command("reclaim")(reclaim_command)
 
 # Piped output gets a wide console so tables are not squeezed to 80 columns.
 console = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
