@@ -24,6 +24,7 @@ from rich.table import Table
 
 from workbench.cli_costs import costs_command, tco_command
 from workbench.cli_forecast import backtest_command, forecast_command
+from workbench.cli_plan import plan_command, replay_command
 from workbench.cli_reclaim import reclaim_command
 from workbench.errors import WorkbenchError
 from workbench.ingest import INGEST_KINDS, IngestOptions
@@ -59,6 +60,8 @@ app.command("costs")(costs_command)
 app.command("tco")(tco_command)
 app.command("forecast")(forecast_command)
 app.command("backtest")(backtest_command)
+app.command("plan")(plan_command)
+app.command("replay")(replay_command)
 app.command("reclaim")(reclaim_command)
 
 # Piped output gets a wide console so tables are not squeezed to 80 columns.

@@ -118,6 +118,8 @@ class PlanInputs:
     healthy_ratio: np.ndarray
     demand: np.ndarray
     extrapolated: tuple[bool, ...] = ()
+    committed: np.ndarray | None = None
+    """Cloud commitments already active per pool and quarter (chips), if any."""
 
     def __post_init__(self) -> None:
         n_pools, n_quarters = len(self.pools), len(self.quarters)
@@ -135,7 +137,8 @@ class PlanInputs:
     @property
     def base_capacity(self) -> np.ndarray:
         """Healthy chips in service without any new decision, (pools, quarters)."""
-        return (self.installed + self.on_order) * self.healthy_ratio[:, None]
+        owned = (self.installed + self.on_order) * self.healthy_ratio[:, None]
+        return owned if self.committed is None else owned + self.committed
 
     @property
     def n_scenarios(self) -> int:
@@ -162,7 +165,7 @@ class PlanLimits:
     method: str = "milp"
     """``milp`` (integer lots) or ``lp_round`` (LP relaxation, lots rounded up, then repaired)."""
     time_limit_s: float = 60.0
-    mip_rel_gap: float = 1e-4
+    mip_rel_gap: float = 1e-3
 
     def __post_init__(self) -> None:
         if not 0 < self.service_level < 1:

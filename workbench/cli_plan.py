@@ -1,0 +1,364 @@
+"""The ``workbench plan`` and ``workbench replay`` commands (registered in the CLI).
+
+``plan`` turns the latest forecast run's demand scenarios, the inventory, open orders and
+the price book into a procurement plan per pool and quarter (see
+:mod:`workbench.procurement`) and writes a ``plan`` run. ``replay`` replays the last
+quarters of history with the plan, perfect foresight and the spreadsheet rule (see
+:mod:`workbench.replay`) and writes a ``replay`` run.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated, Any
+
+import polars as pl
+import typer
+from rich.table import Table
+
+from workbench.errors import WorkbenchError
+from workbench.forecasting import ForecastSettings
+from workbench.money import format_usd
+from workbench.planning_inputs import InputSettings, lifecycle_candidates, workspace_plan_inputs
+from workbench.procurement import PlanLimits, PlanResult, solve_plan
+from workbench.store import Workspace
+
+__all__ = ["FAST_MODELS", "parse_power", "plan_command", "replay_command"]
+
+FAST_MODELS: tuple[str, ...] = ("seasonal_naive", "naive2", "theta", "ets")
+"""Models of the forecasts that plan and replay make themselves (seconds, not minutes)."""
+
+_DEFAULT_WORKSPACE = Path(os.environ.get("WORKBENCH_WORKSPACE", "workspace"))
+_WorkspaceOption = Annotated[
+    Path,
+    typer.Option("--workspace", "-w", help="Workspace folder.", envvar="WORKBENCH_WORKSPACE"),
+]
+
+
+def _console() -> Any:
+    from workbench.cli import console
+
+    return console
+
+
+def parse_power(text: str) -> dict[str, float]:
+    """``us-central1=40,us-east4=25`` as MW per region."""
+    out: dict[str, float] = {}
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        region, _, value = part.partition("=")
+        try:
+            out[region.strip()] = float(value)
+        except ValueError as exc:
+            raise WorkbenchError(
+                f"cannot read '{part}' as region=MW",
+                field="--power-mw",
+                fix="write e.g. --power-mw us-central1=40,us-east4=25",
+            ) from exc
+    return out
+
+
+def _chips(value: float) -> str:
+    return f"{value:,.0f}"
+
+
+def _plan_table(rows: pl.DataFrame) -> Table:
+    table = Table(
+        title="Procurement plan per pool and quarter (chips; cost in USD; * extrapolated)"
+    )
+    columns = (
+        "pool",
+        "quarter",
+        "demand p50",
+        "demand p95",
+        "installed",
+        "on order",
+        "buy",
+        "commit",
+        "burst",
+        "cost",
+        "util",
+        "short risk",
+        "binding",
+    )
+    for column in columns:
+        table.add_column(
+            column, justify="left" if column in ("pool", "quarter", "binding") else "right"
+        )
+    for row in rows.iter_rows(named=True):
+        quarter = row["quarter"] + ("*" if row["extrapolated"] else "")
+        table.add_row(
+            f"{row['accelerator']} {row['region']}",
+            quarter,
+            _chips(row["demand_p50"]),
+            _chips(row["demand_p95"]),
+            _chips(row["installed"]),
+            _chips(row["on_order"]),
+            _chips(row["buy_chips"]),
+            _chips(row["committed_chips"]),
+            _chips(row["burst_mean"]),
+            format_usd(row["cost_cents"]),
+            f"{row['utilization']:.0%}",
+            f"{row['shortfall_probability']:.0%}",
+            row["binding"],
+        )
+    return table
+
+
+def _print_plan(result: PlanResult, lifecycle: pl.DataFrame) -> None:
+    console = _console()
+    rows = result.rows
+    console.print(_plan_table(rows))
+    decisions = rows.filter(
+        (pl.col("buy_chips") > 0)
+        | (pl.col("commit_1y_chips") + pl.col("commit_3y_chips") > 0.5)
+        | (pl.col("shortfall_probability") > 0)
+    )
+    if decisions.height:
+        console.print("Why:")
+        for row in decisions.head(40).iter_rows(named=True):
+            console.print(
+                f"  {row['accelerator']} {row['region']} {row['quarter']}: {row['rationale']}"
+            )
+        if decisions.height > 40:
+            console.print(f"  ... and {decisions.height - 40:,} more rows in the run's plan table")
+    binding = result.limits.filter(pl.col("binding")) if result.limits.height else result.limits
+    for row in binding.iter_rows(named=True):
+        unit = row["unit"]
+        short = row["short_by"] or 0.0
+        amount = format_usd(round(short * 100)) if unit == "USD" else f"{short:,.2f} MW"
+        limit = (
+            format_usd(round(row["limit_value"] * 100))
+            if unit == "USD"
+            else f"{row['limit_value']:,.2f} MW"
+        )
+        console.print(
+            f"binding: {row['limit']} {row['where']} {row['quarter']}: limit {limit}, "
+            f"the unconstrained plan needs {amount} more"
+        )
+    if result.attached.height:
+        table = Table(
+            title="Attached resources for new purchases, per region and quarter they land"
+        )
+        for column in (
+            "region",
+            "quarter",
+            "chips",
+            "host cores",
+            "storage TB",
+            "network Gbps",
+            "MW",
+        ):
+            table.add_column(column, justify="left" if column in ("region", "quarter") else "right")
+        for row in result.attached.iter_rows(named=True):
+            table.add_row(
+                row["region"],
+                row["quarter"],
+                _chips(row["new_chips"]),
+                _chips(row["host_cores"]),
+                f"{row['storage_tb']:,.1f}",
+                _chips(row["network_gbps"]),
+                f"{row['power_mw']:,.2f}",
+            )
+        console.print(table)
+    if lifecycle.height:
+        table = Table(title="Lifecycle: refresh and decommission candidates")
+        for column in ("pool", "installed", "replace with", "chips", "saving / year", "reason"):
+            table.add_column(
+                column, justify="left" if column in ("pool", "replace with", "reason") else "right"
+            )
+        for row in lifecycle.iter_rows(named=True):
+            table.add_row(
+                f"{row['accelerator']} {row['region']}",
+                _chips(row["installed"]),
+                row["replace_with"] or "-",
+                _chips(row["replacement_chips"]),
+                format_usd(row["saving_cents_per_year"]),
+                row["reason"],
+            )
+        console.print(table)
+    totals = rows.select(
+        pl.col("cost_cents").sum(),
+        pl.col("new_owned_cost_cents").sum(),
+        pl.col("commit_cost_cents").sum(),
+        pl.col("burst_cost_cents").sum(),
+        pl.col("buy_chips").sum(),
+    ).row(0)
+    console.print(
+        f"Expected cost over {rows['quarter'].n_unique()} quarters: {format_usd(totals[0])} "
+        f"(new owned {format_usd(totals[1])}, commitments {format_usd(totals[2])}, burst "
+        f"{format_usd(totals[3])}, installed base the rest); buy {totals[4]:,} chips. "
+        f"Solved by HiGHS ({result.method}) in {result.solve_seconds:.2f} s."
+    )
+
+
+def _forecast_run(ws: Workspace, run_id: str | None, forecast_horizon: int | None) -> Any:
+    if forecast_horizon is not None:
+        from workbench.cli_forecast import run_fleet_forecast
+
+        settings = ForecastSettings(
+            horizon=forecast_horizon, models=FAST_MODELS, sample_paths=200, workers=1
+        )
+        run_id = run_fleet_forecast(ws, settings, quiet=True)
+    if run_id is not None:
+        return ws.run(run_id)
+    runs = [r for r in ws.runs("forecast") if "scenarios" in r.outputs()]
+    if not runs:
+        raise WorkbenchError(
+            "the workspace has no forecast run with demand scenarios",
+            file=ws.root,
+            fix="run 'workbench forecast' first, or pass --forecast-horizon 182 to make one",
+        )
+    return runs[-1]
+
+
+def plan_command(
+    workspace: _WorkspaceOption = _DEFAULT_WORKSPACE,
+    horizon: Annotated[int, typer.Option(help="Quarters to plan.")] = 8,
+    forecast_run: Annotated[
+        str | None, typer.Option(help="Forecast run to plan from [default: the latest].")
+    ] = None,
+    forecast_horizon: Annotated[
+        int | None,
+        typer.Option(help="Make a new forecast (fast models) of this many days first."),
+    ] = None,
+    capex_budget: Annotated[
+        float | None, typer.Option(help="Capex budget per quarter of order, USD.")
+    ] = None,
+    power_mw: Annotated[
+        str, typer.Option(help="Power budget per region, MW: us-central1=40,us-east4=25.")
+    ] = "",
+    service_level: Annotated[
+        float, typer.Option(help="Share of scenarios to serve in full (sets the unmet penalty).")
+    ] = 0.95,
+    fungible: Annotated[
+        bool, typer.Option(help="Meet demand in perf units with any SKU of the family and region.")
+    ] = False,
+    method: Annotated[str, typer.Option(help="milp (integer lots) or lp_round.")] = "milp",
+    burst_cap_share: Annotated[
+        float, typer.Option(help="On-demand burst available, share of installed chips.")
+    ] = 0.25,
+) -> None:
+    """Recommend what to buy, commit or rent per pool and quarter, with cost, risk and reason.
+
+    Solves a two-stage stochastic program over the forecast's demand scenarios (HiGHS):
+    owned purchases in lots after their lead time, 1- and 3-year commitments, on-demand
+    burst, under a capex budget and power per region. Writes a ``plan`` run.
+    """
+    ws = Workspace(workspace).require()
+    for table in ("inventory", "price_book", "sku_catalog"):
+        if not ws.has_table(table):
+            raise WorkbenchError(
+                f"the workspace has no {table} table",
+                file=ws.root,
+                fix=f"ingest it first (workbench ingest {table.replace('_', '-')} FILE)",
+            )
+    run = _forecast_run(ws, forecast_run, forecast_horizon)
+    scenarios = run.read("scenarios")
+    planning = run.read("planning")
+    history = run.read("history").filter(pl.col("level") == "pool")
+    limits = PlanLimits(
+        capex_budget_usd=capex_budget,
+        power_mw=parse_power(power_mw),
+        service_level=service_level,
+        fungible=fungible,
+        method=method,
+    )
+    settings = InputSettings(horizon_quarters=horizon, burst_cap_share=burst_cap_share)
+    inventory = ws.read_table("inventory")
+    inputs = workspace_plan_inputs(
+        scenarios,
+        planning,
+        history,
+        inventory,
+        ws.read_table("orders") if ws.has_table("orders") else None,
+        ws.read_table("price_book"),
+        ws.read_table("sku_catalog"),
+        settings,
+    )
+    result = solve_plan(inputs, limits)
+    lifecycle = lifecycle_candidates(inputs.pools, inventory)
+    config = {
+        "forecast_run": run.run_id,
+        "horizon_quarters": horizon,
+        "capex_budget_usd": capex_budget,
+        "power_mw": limits.power_mw,
+        "service_level": service_level,
+        "fungible": fungible,
+        "method": method,
+        "burst_cap_share": burst_cap_share,
+        "extrapolated_quarters": [
+            q for q, x in zip(inputs.quarters, inputs.extrapolated, strict=True) if x
+        ],
+    }
+    with ws.new_run("plan", config=config) as writer:
+        writer.write("plan", result.rows)
+        writer.write("limits", result.limits)
+        writer.write("attached", result.attached)
+        writer.write("lifecycle", lifecycle)
+        writer.manifest["timings"]["solve"] = round(result.solve_seconds, 4)
+        writer.manifest["summary"] = result.summary()
+        run_id = writer.run_id
+    _print_plan(result, lifecycle)
+    _console().print(f"Plan run {run_id} (from forecast run {run.run_id}).")
+
+
+def replay_command(
+    workspace: _WorkspaceOption = _DEFAULT_WORKSPACE,
+    quarters: Annotated[int, typer.Option(help="Past quarters to replay.")] = 8,
+    out: Annotated[
+        Path | None, typer.Option(help="Also write the comparison table here (.csv or .md).")
+    ] = None,
+    sample_paths: Annotated[int, typer.Option(help="Forecast sample paths per decision.")] = 200,
+    truth: Annotated[
+        Path | None,
+        typer.Option(help="Unconstrained demand (generator truth) to score with, if known."),
+    ] = None,
+) -> None:
+    """Replay past quarters: the plan vs perfect foresight vs the last-four-quarters rule.
+
+    At each past quarter start: forecast with data up to that day (fast models), plan, let
+    purchases arrive after their lead time, play the real demand; record cost, unmet
+    chip-hours and utilization. Writes a ``replay`` run with the comparison table.
+    """
+    from workbench.replay import ReplaySettings, comparison_markdown, replay_workspace
+
+    ws = Workspace(workspace).require()
+    settings = ReplaySettings(quarters=quarters, sample_paths=sample_paths)
+    result = replay_workspace(ws, settings, truth_path=truth)
+    table = Table(title=f"Decision replay, {quarters} quarters ({result.scored_on})")
+    for column in result.comparison.columns:
+        table.add_column(
+            column.replace("_", " "), justify="left" if column == "policy" else "right"
+        )
+    for row in result.comparison.iter_rows(named=True):
+        table.add_row(*[_cell(name, value) for name, value in row.items()])
+    with ws.new_run("replay", config=settings.as_dict()) as writer:
+        writer.write("comparison", result.comparison)
+        writer.write("quarters", result.per_quarter)
+        writer.manifest["notes"] = list(result.notes)
+        run_id = writer.run_id
+    console = _console()
+    console.print(table)
+    for note in result.notes:
+        console.print(f"note: {note}")
+    if out is not None:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if out.suffix == ".md":
+            out.write_text(comparison_markdown(result.comparison))
+        else:
+            result.comparison.write_csv(out)
+        console.print(f"Wrote the comparison to {out}")
+    console.print(f"Replay run {run_id}.")
+
+
+def _cell(name: str, value: Any) -> str:
+    if name.endswith("_cents"):
+        return format_usd(int(value))
+    if name in ("unmet_share", "utilization"):
+        return f"{value:.2%}"
+    if name.startswith("vs_"):
+        return f"{value:+.1%}"
+    if isinstance(value, float):
+        return f"{value:,.0f}"
+    return str(value)
