@@ -238,6 +238,9 @@ def plan_command(
     burst_cap_share: Annotated[
         float, typer.Option(help="On-demand burst available, share of installed chips.")
     ] = 0.25,
+    burst_hours_share: Annotated[
+        float, typer.Option(help="Share of a quarter a burst chip is rented for (peaks pass).")
+    ] = 1.0,
 ) -> None:
     """Recommend what to buy, commit or rent per pool and quarter, with cost, risk and reason.
 
@@ -263,6 +266,7 @@ def plan_command(
         service_level=service_level,
         fungible=fungible,
         method=method,
+        burst_hours_share=burst_hours_share,
     )
     settings = InputSettings(horizon_quarters=horizon, burst_cap_share=burst_cap_share)
     inventory = ws.read_table("inventory")
@@ -287,6 +291,7 @@ def plan_command(
         "fungible": fungible,
         "method": method,
         "burst_cap_share": burst_cap_share,
+        "burst_hours_share": burst_hours_share,
         "extrapolated_quarters": [
             q for q, x in zip(inputs.quarters, inputs.extrapolated, strict=True) if x
         ],
@@ -314,6 +319,9 @@ def replay_command(
         Path | None,
         typer.Option(help="Unconstrained demand (generator truth) to score with, if known."),
     ] = None,
+    burst_hours_share: Annotated[
+        float, typer.Option(help="Share of a quarter a burst chip is priced for when planning.")
+    ] = 1.0,
 ) -> None:
     """Replay past quarters: the plan vs perfect foresight vs the last-four-quarters rule.
 
@@ -324,7 +332,9 @@ def replay_command(
     from workbench.replay import ReplaySettings, comparison_markdown, replay_workspace
 
     ws = Workspace(workspace).require()
-    settings = ReplaySettings(quarters=quarters, sample_paths=sample_paths)
+    settings = ReplaySettings(
+        quarters=quarters, sample_paths=sample_paths, burst_hours_share=burst_hours_share
+    )
     result = replay_workspace(ws, settings, truth_path=truth)
     table = Table(title=f"Decision replay, {quarters} quarters ({result.scored_on})")
     for column in result.comparison.columns:

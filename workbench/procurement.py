@@ -40,7 +40,7 @@ from typing import Any
 import numpy as np
 import polars as pl
 import scipy.sparse as sp
-from scipy.optimize import Bounds, LinearConstraint, milp
+from scipy.optimize import Bounds, LinearConstraint, linprog, milp
 
 from workbench.errors import WorkbenchError
 
@@ -495,6 +495,56 @@ def _run(program: _Program, limits: PlanLimits, lower: np.ndarray, upper: np.nda
     return np.asarray(result.x)
 
 
+def _run_lp(program: _Program, limits: PlanLimits) -> np.ndarray:
+    """The LP relaxation by HiGHS dual simplex (faster than the MIP driver on an LP)."""
+    rows = program.matrix
+    equal = program.row_lower == program.row_upper
+    upper_rows = ~equal & np.isfinite(program.row_upper)
+    lower_rows = ~equal & np.isfinite(program.row_lower)
+    result = linprog(
+        program.cost,
+        A_ub=sp.vstack([rows[upper_rows], -rows[lower_rows]]).tocsr(),
+        b_ub=np.concatenate([program.row_upper[upper_rows], -program.row_lower[lower_rows]]),
+        A_eq=rows[equal],
+        b_eq=program.row_lower[equal],
+        bounds=np.column_stack([program.lower, program.upper]),
+        method="highs-ds",
+        options={"time_limit": limits.time_limit_s},
+    )
+    if result.x is None:
+        raise WorkbenchError(
+            f"the solver found no plan ({result.message})",
+            fix="loosen the limits or raise the time limit",
+        )
+    return np.asarray(result.x)
+
+
+def _recourse(
+    program: _Program, relaxed: np.ndarray, lots: np.ndarray, inputs: PlanInputs
+) -> np.ndarray:
+    """The relaxed plan with whole lots, its burst and unmet recomputed scenario by scenario.
+
+    Commitments stay as relaxed; capacity follows the repaired lots; each scenario then
+    bursts up to the cap and leaves the rest unmet, which is optimal for fixed capacity
+    since burst costs less than the penalty.
+    """
+    layout = program.layout
+    pt, n_s = layout.pt, layout.n_scenarios
+    x = relaxed.copy()
+    x[:pt] = lots
+    landing = program.matrix[:pt, :pt]  # -lot on landed purchases, per capacity row
+    commitments = program.matrix[:pt, pt : 3 * pt]
+    capacity = inputs.base_capacity.reshape(-1) - landing @ lots - commitments @ x[pt : 3 * pt]
+    x[layout.off_cap : layout.off_cap + pt] = capacity
+    demand = inputs.demand.reshape(pt, n_s)
+    short = np.maximum(demand - capacity[:, None], 0.0)
+    cap = program.upper[layout.off_burst : layout.off_unmet].reshape(pt, n_s)
+    burst = np.minimum(short, cap)
+    x[layout.off_burst : layout.off_unmet] = burst.reshape(-1)
+    x[layout.off_unmet :] = (short - burst).reshape(-1)
+    return x
+
+
 def _repair(program: _Program, x: np.ndarray, inputs: PlanInputs) -> np.ndarray:
     """Round relaxed lots up, then back off the least-needed lots until every limit holds."""
     pt = program.layout.pt
@@ -520,23 +570,32 @@ def _repair(program: _Program, x: np.ndarray, inputs: PlanInputs) -> np.ndarray:
     return lots
 
 
-def solve_plan(inputs: PlanInputs, limits: PlanLimits | None = None) -> PlanResult:
-    """Solve the two-stage procurement program and explain every pool-quarter of it."""
+def solve_plan(
+    inputs: PlanInputs, limits: PlanLimits | None = None, *, measure_shortfall: bool = True
+) -> PlanResult:
+    """Solve the two-stage procurement program and explain every pool-quarter of it.
+
+    With ``measure_shortfall``, each kind of limit that binds is lifted in one more solve to
+    say how much more budget or power the plan would use without it.
+    """
     limits = limits or PlanLimits()
     began = time.perf_counter()
     program = _build(inputs, limits)
     pt = program.layout.pt
     if limits.method == "lp_round":
-        relaxed = _run(program, limits, program.lower, program.upper)
+        relaxed = _run_lp(program, limits)
         lots = _repair(program, relaxed, inputs)
-        lower, upper = program.lower.copy(), program.upper.copy()
-        lower[:pt] = lots
-        upper[:pt] = lots
-        x = _run(program, limits, lower, upper)
+        if limits.fungible:
+            lower, upper = program.lower.copy(), program.upper.copy()
+            lower[:pt] = lots
+            upper[:pt] = lots
+            x = _run(program, limits, lower, upper)
+        else:
+            x = _recourse(program, relaxed, lots, inputs)
     else:
         x = _run(program, limits, program.lower, program.upper)
     seconds = time.perf_counter() - began
-    limit_frame = _binding_limits(program, x, inputs, limits)
+    limit_frame = _binding_limits(program, x, inputs, limits, measure_shortfall)
     return _explain(inputs, limits, program, x, seconds, limit_frame)
 
 
@@ -544,7 +603,11 @@ def solve_plan(inputs: PlanInputs, limits: PlanLimits | None = None) -> PlanResu
 # Explaining a solution
 # --------------------------------------------------------------------------------------
 def _binding_limits(
-    program: _Program, x: np.ndarray, inputs: PlanInputs, limits: PlanLimits
+    program: _Program,
+    x: np.ndarray,
+    inputs: PlanInputs,
+    limits: PlanLimits,
+    measure_shortfall: bool,
 ) -> pl.DataFrame:
     """Every limit row with its use; binding ones with what the plan without them would use."""
     rows: list[dict[str, Any]] = []
@@ -598,7 +661,7 @@ def _binding_limits(
     frame = frame.with_columns(
         (pl.col("limit_value") - pl.col("used") < pl.Series(steps) - 1e-9).alias("binding")
     )
-    if not frame["binding"].any():
+    if not frame["binding"].any() or not measure_shortfall:
         return frame.with_columns(
             pl.lit(None, pl.Float64).alias("wanted"), pl.lit(None, pl.Float64).alias("short_by")
         )
@@ -610,7 +673,7 @@ def _binding_limits(
             capex_budget_usd=None if kind == "capex budget" else limits.capex_budget_usd,
             power_mw={} if kind == "power" else limits.power_mw,
         )
-        free = solve_plan(inputs, loose)
+        free = solve_plan(inputs, loose, measure_shortfall=False)
         if kind == "capex budget":
             capex = np.array([p.capex_usd * p.lot_chips for p in inputs.pools])
             spend = (free.buy_lots * capex[:, None]).sum(axis=0)

@@ -80,6 +80,8 @@ class ReplaySettings:
     service_level: float = 0.95
     rule_buffer: float = 0.2
     burst_cap_share: float = 0.25
+    burst_hours_share: float = 1.0
+    """Share of a quarter's hours the optimizer prices a burst chip for (plan and foresight)."""
     seed: int = 0
     workers: int | None = 1
 
@@ -204,7 +206,9 @@ def replay(
         for name in POLICIES
     }
     timings: dict[str, float] = {"forecast": 0.0, "solve": 0.0}
-    limits = PlanLimits(service_level=settings.service_level)
+    limits = PlanLimits(
+        service_level=settings.service_level, burst_hours_share=settings.burst_hours_share
+    )
     for k, quarter in enumerate(decision_quarters):
         day = quarter_start(quarter)
         window = all_quarters[k : k + settings.plan_quarters]
