@@ -16,11 +16,11 @@ Pure functions over frozen dataclasses; the solver is HiGHS through
 * Expected cost = owned chip-quarters of landed purchases (the TCO owned cost per chip-hour,
   every component, times the hours in the horizon) + commitment chip-hours + expected burst
   chip-hours at the on-demand price + expected unmet chip-hours at the penalty. The penalty
-  defaults to on-demand / (1 - service_level): by the newsvendor argument, holding one more
-  chip then pays whenever the chance it is short exceeds 1 - service_level, which is what
-  a target "no unmet demand in service_level of scenarios" asks, without a binary per
-  scenario (a chance constraint with 100 scenarios x 2,400 pool-quarters would be 240,000
-  binaries).
+  defaults to the pool's cheapest here-and-now price (usually owning) / (1 - service_level),
+  at least 1.5x on demand: by the newsvendor argument, holding one more chip then pays
+  whenever the chance it is short exceeds 1 - service_level, which is what a target "no
+  unmet demand in service_level of scenarios" asks, without a binary per scenario (a
+  chance constraint with 100 scenarios x 2,400 pool-quarters would be 240,000 binaries).
 * Limits are hard rows (capex budget per quarter, power per region in MW of IT load x PUE);
   since unmet demand is always a feasible recourse, the program is never infeasible: when a
   limit makes the target impossible the least-cost (hence least-unmet, the penalty being
@@ -156,7 +156,8 @@ class PlanLimits:
     """Power budget per region, MW at the facility (chips x power_w x PUE)."""
     service_level: float = 0.95
     unmet_penalty_usd_per_chip_hour: float | None = None
-    """Default: each pool's on-demand price / (1 - service_level)."""
+    """Default: each pool's cheapest here-and-now price / (1 - service_level), at least 1.5x
+    its on-demand price."""
     burst_hours_share: float = 1.0
     """Share of a quarter's hours a burst chip is rented for (1: the whole quarter)."""
     fungible: bool = False
@@ -273,7 +274,21 @@ def _budget_vector(limits: PlanLimits, n_quarters: int) -> np.ndarray | None:
 def _penalties(pools: Sequence[PoolSpec], limits: PlanLimits) -> np.ndarray:
     if limits.unmet_penalty_usd_per_chip_hour is not None:
         return np.full(len(pools), limits.unmet_penalty_usd_per_chip_hour)
-    return np.array([p.on_demand_usd_per_hour for p in pools]) / (1 - limits.service_level)
+    # Newsvendor: the cheapest chip held here and now pays when P(short) > 1 - service level;
+    # never below 1.5x on demand, so renting always beats leaving demand unmet.
+    cheapest = np.array(
+        [
+            min(
+                [
+                    p.owned_usd_per_chip_hour,
+                    *(c for c in (p.commit_1y_usd_per_hour, p.commit_3y_usd_per_hour) if c),
+                ]
+            )
+            for p in pools
+        ]
+    )
+    on_demand = np.array([p.on_demand_usd_per_hour for p in pools])
+    return np.maximum(cheapest / (1 - limits.service_level), 1.5 * on_demand)
 
 
 def _landing_sum(
