@@ -1,0 +1,96 @@
+"""Decision replay: carrying out decisions, the spreadsheet rule, daily scoring, the whole run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+
+import numpy as np
+import polars as pl
+import pytest
+
+from tests.conftest import SAMPLE, IngestedSample
+from tests.test_procurement import pool
+from workbench.replay import (
+    POLICIES,
+    ReplaySettings,
+    _carry_out,
+    _Fleet,
+    _rule,
+    _score,
+    comparison_markdown,
+    replay_workspace,
+)
+
+
+def _fleet(owned: float, quarters: int = 6) -> _Fleet:
+    return _Fleet(
+        owned=np.full((1, quarters), owned),
+        commit_chips=np.zeros((1, quarters)),
+        commit_usd_per_hour=np.zeros((1, quarters)),
+    )
+
+
+def test_purchases_land_after_their_lead_time_and_commitments_run_their_term() -> None:
+    fleet = _fleet(100.0)
+    spec = pool(lead_time_weeks=26, lot_chips=8)  # two quarters
+    _carry_out(fleet, [spec], np.array([3.0]), np.array([10.0]), np.array([0.0]), k=1)
+    assert fleet.owned[0].tolist() == [100, 100, 100, 124, 124, 124]
+    assert fleet.commit_chips[0].tolist() == [0, 10, 10, 10, 10, 0]
+    assert fleet.commit_usd_per_hour[0, 1] == pytest.approx(10 * 4.0)
+
+
+def _daily(start: date, days: int, values: list[float] | float) -> pl.DataFrame:
+    y = values if isinstance(values, list) else [values] * days
+    return pl.DataFrame(
+        {
+            "accelerator": "h100",
+            "region": "r1",
+            "ds": [start + timedelta(days=i) for i in range(days)],
+            "y": y,
+        }
+    )
+
+
+def test_the_rule_buys_last_four_quarters_peak_plus_growth_plus_twenty_percent() -> None:
+    # Eight whole quarters of flat 100 chips, then the fleet holds 100: the rule wants
+    # 100 x (1 + 0 growth) x 1.2 = 120 when a purchase lands, so it buys 3 lots of 8.
+    history = _daily(date(2024, 1, 1), 731, 100.0)
+    fleet = _fleet(100.0)
+    spec = pool(lot_chips=8, lead_time_weeks=13)
+    _rule(fleet, [spec], np.ones(1), history, [("h100", "r1")], 0, [], ReplaySettings())
+    assert fleet.owned[0].tolist() == [100, 124, 124, 124, 124, 124]
+
+
+def test_scoring_bursts_up_to_the_cap_then_counts_unmet_chip_hours() -> None:
+    # 2027Q1 has 90 days; demand 120 on 10 days and 100 otherwise against 100 chips, with
+    # a burst cap of 15: 10 days x 15 chips burst, 10 days x 5 chips unmet.
+    values = [120.0] * 10 + [100.0] * 80
+    real = _daily(date(2027, 1, 1), 90, values)
+    spec = replace(pool(), burst_cap_chips=15.0)
+    rows = _score("plan", _fleet(100.0), [spec], np.ones(1), real, [("h100", "r1")], ["2027Q1"])
+    row = rows[0]
+    assert row["burst_chip_hours"] == pytest.approx(10 * 15 * 24)
+    assert row["unmet_chip_hours"] == pytest.approx(10 * 5 * 24)
+    assert row["burst_cost_cents"] == round(10 * 15 * 24 * 6.0 * 100)
+    assert row["owned_cost_cents"] == round(100 * 1.0 * 90 * 24 * 100)
+    assert row["served_chip_hours"] == pytest.approx(100 * 90 * 24)
+
+
+@pytest.mark.slow
+def test_replay_of_two_years_on_the_sample_fleet(sample_workspace: IngestedSample) -> None:
+    result = replay_workspace(
+        sample_workspace.workspace,
+        ReplaySettings(quarters=8),
+        truth_path=SAMPLE / "truth" / "demand_daily.parquet",
+    )
+    comparison = result.comparison
+    assert comparison["policy"].to_list() == list(POLICIES)
+    by_policy = {row["policy"]: row for row in comparison.iter_rows(named=True)}
+    plan, rule = by_policy["plan"], by_policy["rule"]
+    # What the README reports: the plan is cheaper than the rule with less unmet demand and
+    # under 2% unmet (the 10%-of-perfect-foresight target is missed; see the README).
+    assert plan["unmet_share"] < 0.02
+    assert plan["unmet_chip_hours"] <= rule["unmet_chip_hours"]
+    assert plan["cost_cents"] < rule["cost_cents"]
+    assert comparison_markdown(comparison).count("\n") == 5
