@@ -188,7 +188,8 @@ def _print_plan(result: PlanResult, lifecycle: pl.DataFrame) -> None:
         f"Expected cost over {rows['quarter'].n_unique()} quarters: {format_usd(totals[0])} "
         f"(new owned {format_usd(totals[1])}, commitments {format_usd(totals[2])}, burst "
         f"{format_usd(totals[3])}, installed base the rest); buy {totals[4]:,} chips. "
-        f"Solved by HiGHS ({result.method}) in {result.solve_seconds:.2f} s."
+        f"Solved by HiGHS ({result.method}) in {result.solve_seconds:.2f} s"
+        + (f" ({result.solver_note})." if result.solver_note else ".")
     )
 
 
@@ -235,6 +236,9 @@ def plan_command(
         bool, typer.Option(help="Meet demand in perf units with any SKU of the family and region.")
     ] = False,
     method: Annotated[str, typer.Option(help="milp (integer lots) or lp_round.")] = "milp",
+    time_limit: Annotated[
+        float, typer.Option(help="Seconds the MILP may run before taking its best plan.")
+    ] = 20.0,
     burst_cap_share: Annotated[
         float, typer.Option(help="On-demand burst available, share of installed chips.")
     ] = 0.25,
@@ -267,6 +271,7 @@ def plan_command(
         fungible=fungible,
         method=method,
         burst_hours_share=burst_hours_share,
+        time_limit_s=time_limit,
     )
     settings = InputSettings(horizon_quarters=horizon, burst_cap_share=burst_cap_share)
     inventory = ws.read_table("inventory")

@@ -165,7 +165,7 @@ class PlanLimits:
     allow_commitments: bool = True
     method: str = "milp"
     """``milp`` (integer lots) or ``lp_round`` (LP relaxation, lots rounded up, then repaired)."""
-    time_limit_s: float = 60.0
+    time_limit_s: float = 20.0
     mip_rel_gap: float = 1e-3
 
     def __post_init__(self) -> None:
@@ -194,6 +194,8 @@ class PlanResult:
     capacity: np.ndarray
     burst: np.ndarray
     unmet: np.ndarray
+    solver_note: str = ""
+    """Empty when solved to the gap; else why not (the time limit) and how close."""
 
     def summary(self) -> dict[str, Any]:
         """Totals for a manifest or a report."""
@@ -202,6 +204,7 @@ class PlanResult:
             "method": self.method,
             "status": self.status,
             "solve_seconds": round(self.solve_seconds, 3),
+            "solver_note": self.solver_note,
             "expected_cost_cents": cost,
             "buy_chips": int(self.rows["buy_chips"].sum()) if self.rows.height else 0,
             "binding_limits": self.limits.filter(pl.col("binding")).height
@@ -494,7 +497,10 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
     )
 
 
-def _run(program: _Program, limits: PlanLimits, lower: np.ndarray, upper: np.ndarray) -> np.ndarray:
+def _run(
+    program: _Program, limits: PlanLimits, lower: np.ndarray, upper: np.ndarray
+) -> tuple[np.ndarray, str]:
+    """Solve with HiGHS; the note says when the time limit stopped it short of the gap."""
     result = milp(
         program.cost,
         integrality=program.integrality,
@@ -507,7 +513,12 @@ def _run(program: _Program, limits: PlanLimits, lower: np.ndarray, upper: np.nda
             f"the solver found no plan ({result.message})",
             fix="loosen the limits or raise --time-limit",
         )
-    return np.asarray(result.x)
+    note = ""
+    if result.status != 0:
+        gap = getattr(result, "mip_gap", None)
+        within = f", within {gap:.2%} of optimal" if gap is not None else ""
+        note = f"stopped at the {limits.time_limit_s:g} s time limit{within}"
+    return np.asarray(result.x), note
 
 
 def _run_lp(program: _Program, limits: PlanLimits) -> np.ndarray:
@@ -597,6 +608,7 @@ def solve_plan(
     began = time.perf_counter()
     program = _build(inputs, limits)
     pt = program.layout.pt
+    note = ""
     if limits.method == "lp_round":
         relaxed = _run_lp(program, limits)
         lots = _repair(program, relaxed, inputs)
@@ -604,14 +616,14 @@ def solve_plan(
             lower, upper = program.lower.copy(), program.upper.copy()
             lower[:pt] = lots
             upper[:pt] = lots
-            x = _run(program, limits, lower, upper)
+            x, note = _run(program, limits, lower, upper)
         else:
             x = _recourse(program, relaxed, lots, inputs)
     else:
-        x = _run(program, limits, program.lower, program.upper)
+        x, note = _run(program, limits, program.lower, program.upper)
     seconds = time.perf_counter() - began
     limit_frame = _binding_limits(program, x, inputs, limits, measure_shortfall)
-    return _explain(inputs, limits, program, x, seconds, limit_frame)
+    return replace(_explain(inputs, limits, program, x, seconds, limit_frame), solver_note=note)
 
 
 # --------------------------------------------------------------------------------------
