@@ -76,7 +76,7 @@ class EngineConfig:
     quantiles: tuple[float, ...] = DEFAULT_QUANTILES
     fallback: tuple[str, ...] = DEFAULT_FALLBACK
     ensemble: bool = True
-    ensemble_size: int = 3
+    ensemble_size: int = 2
     calibrate: bool = True
     horizon_buckets: int = 6
     selection: str = "best"
