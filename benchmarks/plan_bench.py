@@ -52,10 +52,12 @@ def synthetic(n_pools: int, n_quarters: int, n_scenarios: int, seed: int = 0) ->
         )
     level = rng.uniform(200, 5000, n_pools)
     growth = rng.uniform(1.05, 1.2, n_pools)
-    steps = rng.normal(0, 0.06, (n_pools, n_quarters, n_scenarios)).cumsum(axis=1)
+    installed = np.repeat((level * rng.uniform(0.7, 1.0))[:, None], n_quarters, axis=1)
+    # Scenario noise last and from its own stream: the same fleet at every scenario count.
+    noise = np.random.default_rng(seed + 1)
+    steps = noise.normal(0, 0.06, (n_pools, n_quarters, n_scenarios)).cumsum(axis=1)
     trend = level[:, None] * growth[:, None] ** np.arange(n_quarters)[None, :]
     demand = trend[:, :, None] * np.exp(steps)
-    installed = np.repeat((level * rng.uniform(0.7, 1.0))[:, None], n_quarters, axis=1)
     pools = [
         PoolSpec(**{**p.__dict__, "burst_cap_chips": 0.25 * installed[k, 0]})
         for k, p in enumerate(pools)
@@ -95,7 +97,8 @@ def run(
     inputs = synthetic(n_pools, n_quarters, n_scenarios)
     limits = limits_for(inputs, method, time_limit)
     began = time.perf_counter()
-    result = solve_plan(inputs, limits)
+    # The solve alone; naming how far a binding limit falls short costs one more solve.
+    result = solve_plan(inputs, limits, measure_shortfall=False)
     seconds = time.perf_counter() - began
     return {
         "pools": n_pools,
@@ -105,6 +108,7 @@ def run(
         "seconds": seconds,
         "solver_seconds": result.solve_seconds,
         "objective": result.objective_usd,
+        "note": result.solver_note,
         "binding": int(result.limits["binding"].sum()) if result.limits.height else 0,
     }
 
@@ -122,10 +126,10 @@ def main() -> None:
         (max(args.pools), s) for s in args.scenarios if s != max(args.scenarios)
     ]
     print(
-        "| pools | quarters | scenarios | method | seconds (all) | solve (build, HiGHS, repair) | "
-        "objective (USD) | vs MILP | binding limits |"
+        "| pools | quarters | scenarios | method | seconds | of which build, HiGHS, repair | "
+        "objective (USD) | vs MILP | binding limits | note |"
     )
-    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|")
+    print("|---:|---:|---:|---|---:|---:|---:|---:|---:|---|")
     for n_pools, n_scenarios in sizes:
         found = {}
         for method in methods:
@@ -137,7 +141,7 @@ def main() -> None:
             print(
                 f"| {n_pools} | {args.quarters} | {n_scenarios} | {method} | "
                 f"{float(row['seconds']):.2f} | {float(row['solver_seconds']):.2f} | "
-                f"{float(row['objective']):,.0f} | {versus} | {row['binding']} |",
+                f"{float(row['objective']):,.0f} | {versus} | {row['binding']} | {row['note']} |",
                 flush=True,
             )
 

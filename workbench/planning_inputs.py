@@ -5,10 +5,10 @@ Invariants:
 * Pools are the forecast run's pools (accelerator x region with demand scenarios); every pool
   needs a price book entry (missing prices raise :class:`WorkbenchError` via
   :mod:`workbench.tco`).
-* Installed capacity is the latest inventory snapshot on or before the plan's first day,
-  with its healthy ratio; open orders land on their expected day plus the median slip of
-  past deliveries (the pool's own if it has three or more, else the fleet's), and count from
-  the first quarter that starts on or after that day, like new purchases.
+* Installed capacity is each pool's latest inventory snapshot, with its healthy ratio; open
+  orders land on their expected day plus the median slip of past deliveries (the pool's own
+  if it has three or more, else the fleet's), and count from the first quarter that starts
+  on or after that day, like new purchases.
 * Demand is the forecast run's joint scenarios of each quarter's peak weekly demand. A
   forecast quarter with fewer than ``min_weeks`` whole weeks is not used (its peak would be
   understated); quarters past the forecast are each scenario's last forecast quarter grown
@@ -274,8 +274,9 @@ def workspace_plan_inputs(
     n_p, n_t = len(pools), len(quarters)
     pool_index = {p: i for i, p in enumerate(pools)}
     start = quarter_start(quarters[0])
-    snapshot = inventory.filter(pl.col("date") <= max(start, inventory["date"].min()))  # type: ignore[type-var]
-    latest = snapshot.filter(pl.col("date") == pl.col("date").max().over(_POOL))
+    # The latest snapshot of each pool, even if taken after the plan's first day: the plan
+    # starts in the current quarter and the newest count is the best one.
+    latest = inventory.filter(pl.col("date") == pl.col("date").max().over(_POOL))
     installed_now = {
         (a, r): float(i) for a, r, i in latest.select(*_POOL, "installed_chips").iter_rows()
     }
