@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import replace
+from datetime import date
 from typing import Any
 
 import numpy as np
@@ -198,3 +199,45 @@ def test_a_higher_unmet_penalty_never_raises_unmet_demand(
     low = solve_plan(case, replace(base, unmet_penalty_usd_per_chip_hour=penalty))
     high = solve_plan(case, replace(base, unmet_penalty_usd_per_chip_hour=penalty * factor))
     assert high.unmet.sum() <= low.unmet.sum() + 1e-6
+
+
+def test_attached_resources_follow_the_catalog_ratios_where_purchases_land() -> None:
+    spec = pool(host_cores_per_chip=14, storage_tb_per_chip=3.84, network_gbps_per_chip=400)
+    result = solve_plan(inputs([[0, 0, 0, 80]], (spec,)))
+    row = result.attached.row(0, named=True)
+    assert (row["region"], row["quarter"]) == ("r1", "2027Q4")
+    assert row["new_chips"] == 80
+    assert row["host_cores"] == 80 * 14
+    assert row["storage_tb"] == pytest.approx(80 * 3.84)
+    assert row["network_gbps"] == 80 * 400
+    assert row["power_mw"] == pytest.approx(80 * 1000 / 1e6)
+
+
+def test_lifecycle_lists_dear_old_generations_and_rising_failures() -> None:
+    import polars as pl
+
+    from workbench.planning_inputs import lifecycle_candidates
+
+    old = pool(accelerator="a100", perf_index=1.0, owned_usd_per_chip_hour=0.6)
+    new = pool(accelerator="h100", perf_index=3.0, owned_usd_per_chip_hour=1.0)
+    failing = pool(accelerator="l4", family="inference", perf_index=0.5)
+    inventory = pl.DataFrame(
+        {
+            "date": [date(2025, 10, 1)] * 3 + [date(2026, 10, 1)] * 3,
+            "accelerator": ["a100", "h100", "l4"] * 2,
+            "region": ["r1"] * 6,
+            "installed_chips": [300, 100, 1000] * 2,
+            "healthy_chips": [297, 99, 990, 297, 99, 900],
+        }
+    )
+    found = lifecycle_candidates([old, new, failing], inventory)
+    by_pool = {row["accelerator"]: row for row in found.iter_rows(named=True)}
+    assert set(by_pool) == {"a100", "l4"}
+    # $0.60 per perf-hour against $0.333 on the h100: 80% dearer; 300 a100 = 100 h100.
+    refresh = by_pool["a100"]
+    assert refresh["replace_with"] == "h100"
+    assert refresh["replacement_chips"] == 100
+    saving = 300 * (0.6 - 1.0 / 3) * 8760
+    assert refresh["saving_cents_per_year"] == round(saving * 100)
+    assert "decommission" in by_pool["l4"]["reason"]
+    assert by_pool["l4"]["failure_rate"] == pytest.approx(0.1)
