@@ -10,9 +10,9 @@ Pure functions over frozen dataclasses; the solver is HiGHS through
   inside the horizon is not an option), and 1-year and 3-year cloud commitments (chips held
   for 4 or 12 quarters from the quarter they start). *Recourse* (per scenario): on-demand
   burst, at most ``burst_cap_chips``, and unmet demand, at a penalty.
-* Capacity of a quarter = healthy base capacity (installed plus open orders, given) +
-  landed purchases + active commitments; in each scenario capacity + burst + unmet >= the
-  scenario's peak weekly demand of the quarter.
+* Capacity of a quarter = the healthy share (the pool's healthy ratio) of installed chips,
+  open orders and landed purchases + active commitments; in each scenario capacity + burst
+  + unmet >= the scenario's peak weekly demand of the quarter.
 * Expected cost = owned chip-quarters of landed purchases (the TCO owned cost per chip-hour,
   every component, times the hours in the horizon) + commitment chip-hours + expected burst
   chip-hours at the on-demand price + expected unmet chip-hours at the penalty. The penalty
@@ -395,7 +395,7 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
     eye = sp.identity(layout.pt, format="coo")
     zero = sp.coo_matrix((layout.pt, layout.pt))
     # Capacity definition: cap - landed lots - active commitments = base.
-    landing = _landing_sum(layout, lead, lots, np.ones(n_p))
+    landing = _landing_sum(layout, lead, lots, inputs.healthy_ratio)  # new chips fail too
     capacity_rows = sp.hstack(
         [
             -landing,
