@@ -295,7 +295,8 @@ class ChunkResult:
     scale: np.ndarray  # MASE scale of the full history per series
     scores: pl.DataFrame  # series_id, model, cutoff, mase, smape, coverage...
     fallbacks: pl.DataFrame  # series_id, stage, requested, used, reason
-    errors: dict[str, dict[float, np.ndarray]]  # model -> level -> (samples, horizon)
+    errors: dict[tuple[str, str], dict[float, np.ndarray]]  # (group, model) -> level -> errors
+    groups: np.ndarray  # calibration group of each series
     timings: dict[str, float]
     weights: pl.DataFrame  # series_id, model, weight (ensemble members)
     residuals: np.ndarray  # chosen candidate's backtest errors, windows side by side
@@ -339,9 +340,12 @@ def _combine(
     return mean, out
 
 
-def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) -> ChunkResult:
+ChunkTask = tuple[Panel, EngineConfig, dict[str, np.ndarray] | None, np.ndarray]
+
+
+def run_chunk(task: ChunkTask) -> ChunkResult:
     """Backtest, select and forecast one chunk of series (runs in a worker)."""
-    panel, config, future = task
+    panel, config, future, groups = task
     levels = config.quantiles
     season = config.season_length or panel.freq.season_length
     names = list(config.models)
@@ -358,7 +362,12 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
     actuals: list[np.ndarray] = []
     scales: list[np.ndarray] = []
     rng = np.random.default_rng(config.seed)
-    sample = np.sort(rng.permutation(n)[: min(n, CALIBRATION_SAMPLE)])
+    # Calibration errors come from up to CALIBRATION_SAMPLE series of each group.
+    samples = {
+        str(group): np.sort(rng.permutation(members)[:CALIBRATION_SAMPLE])
+        for group in np.unique(groups)
+        for members in [np.flatnonzero(groups == group)]
+    }
 
     for w, removed in enumerate(cutoffs):
         train, rows = panel.truncate(removed, min_length=2)
@@ -463,23 +472,24 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
                 ).with_columns(pl.col("mase").fill_nan(None))  # no window: null, not NaN
             )
 
-    # Conformal errors of each candidate, for a sample of series.
-    errors: dict[str, dict[float, np.ndarray]] = {}
-    for m, name in enumerate(candidates):
-        per_level: dict[float, np.ndarray] = {}
-        for q in levels:
-            stacked = (
-                np.stack(
-                    [
-                        (actuals[w][sample] - bt_qs[m][w][q][sample]) / scales[w][sample, None]
-                        for w in range(len(cutoffs))
-                    ]
+    # Conformal errors of each candidate, for a sample of series of each group.
+    errors: dict[tuple[str, str], dict[float, np.ndarray]] = {}
+    for group, sample in samples.items():
+        for m, name in enumerate(candidates):
+            per_level: dict[float, np.ndarray] = {}
+            for q in levels:
+                stacked = (
+                    np.stack(
+                        [
+                            (actuals[w][sample] - bt_qs[m][w][q][sample]) / scales[w][sample, None]
+                            for w in range(len(cutoffs))
+                        ]
+                    )
+                    if cutoffs
+                    else np.empty((0, sample.size, horizon))
                 )
-                if cutoffs
-                else np.empty((0, sample.size, horizon))
-            )
-            per_level[q] = stacked.reshape(-1, horizon).astype(np.float32)
-        errors[name] = per_level
+                per_level[q] = stacked.reshape(-1, horizon).astype(np.float32)
+            errors[(group, name)] = per_level
 
     # Final forecasts: each model on the full history for the series that chose it.
     final_mean = np.full((n, horizon), np.nan)
@@ -575,6 +585,7 @@ def run_chunk(task: tuple[Panel, EngineConfig, dict[str, np.ndarray] | None]) ->
         timings=timings,
         weights=weights_frame,
         residuals=residuals,
+        groups=groups,
     )
 
 
@@ -602,29 +613,28 @@ def _chunks(n: int, n_chunks: int) -> list[np.ndarray]:
 
 def _calibration(
     results: Sequence[ChunkResult], config: EngineConfig
-) -> tuple[dict[str, dict[float, np.ndarray]], pl.DataFrame]:
-    """Per model, level and horizon bucket: the empirical level-quantile of scaled errors."""
+) -> tuple[dict[tuple[str, str], dict[float, np.ndarray]], pl.DataFrame]:
+    """Per group, model, level and horizon bucket: the level-quantile of scaled errors."""
     buckets = config.bucket_of(np.arange(1, config.horizon + 1))
-    corrections: dict[str, dict[float, np.ndarray]] = {}
-    rows: list[tuple[str, float, int, float, int]] = []
-    models = {name for r in results for name in r.errors}
-    for name in sorted(models):
-        corrections[name] = {}
+    corrections: dict[tuple[str, str], dict[float, np.ndarray]] = {}
+    rows: list[tuple[str, str, float, int, float, int]] = []
+    keys = {key for r in results for key in r.errors}
+    for key in sorted(keys):
+        corrections[key] = {}
         for q in config.quantiles:
-            pooled = np.concatenate(
-                [r.errors[name][q] for r in results if name in r.errors], axis=0
-            )
+            pooled = np.concatenate([r.errors[key][q] for r in results if key in r.errors], axis=0)
             per_step = np.zeros(config.horizon)
             for b in np.unique(buckets):
                 values = pooled[:, buckets == b].reshape(-1)
                 values = values[np.isfinite(values)]
                 correction = float(np.quantile(values, q)) if values.size >= 20 else 0.0
                 per_step[buckets == b] = correction
-                rows.append((name, q, int(b) + 1, correction, int(values.size)))
-            corrections[name][q] = per_step
+                rows.append((*key, q, int(b) + 1, correction, int(values.size)))
+            corrections[key][q] = per_step
     frame = pl.DataFrame(
         rows,
         schema={
+            "group": pl.String,
             "model": pl.String,
             "level": pl.Float64,
             "horizon_bucket": pl.Int32,
@@ -644,8 +654,13 @@ def run_engine(
     n_chunks: int = 1,
     future: Mapping[str, np.ndarray] | None = None,
     on_chunk_done: Callable[[int], None] | None = None,
+    groups: Mapping[str, str] | None = None,
 ) -> EngineResult:
     """Backtest, select, forecast and calibrate every series of ``panel``.
+
+    ``groups`` maps series ids to calibration groups (levels of a hierarchy, say): errors
+    are pooled per group, so each group's intervals are calibrated on its own kind of
+    series. Without it all series form one group.
 
     ``map_fn`` runs the chunks (``map`` for in-process, an executor's ``map`` otherwise);
     ``on_chunk_done`` is called with the number of series of each finished chunk (progress).
@@ -656,11 +671,15 @@ def run_engine(
     for name in config.models:
         config.make(name)  # unknown names fail here, before any work
     chunks = _chunks(panel.n_series, n_chunks)
-    tasks = [
+    labels = np.array(
+        [(groups or {}).get(sid, "all") for sid in panel.series_ids], dtype=object
+    ).astype(str)
+    tasks: list[ChunkTask] = [
         (
             panel.subset(rows),
             config,
             None if future is None else {k: np.asarray(v)[rows] for k, v in future.items()},
+            labels[rows],
         )
         for rows in chunks
     ]
@@ -694,7 +713,10 @@ def _assemble(panel: Panel, config: EngineConfig, results: Sequence[ChunkResult]
             if corrections:
                 shift = (
                     np.stack(
-                        [corrections.get(str(c), {}).get(q, np.zeros(horizon)) for c in r.chosen]
+                        [
+                            corrections.get((str(g), str(c)), {}).get(q, np.zeros(horizon))
+                            for g, c in zip(r.groups, r.chosen, strict=True)
+                        ]
                     )
                     if len(r.chosen)
                     else np.zeros((0, horizon))

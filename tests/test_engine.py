@@ -247,3 +247,19 @@ def test_a_series_too_short_for_any_backtest_gets_a_robust_default() -> None:
     assert set(result.selection["model"]) == {"theta"}
     assert result.selection["backtest_mase"].is_null().all()
     assert result.forecast["mean"].is_finite().all()
+
+
+def test_calibration_pools_errors_per_group() -> None:
+    panel = _merge(_panel("walk", 30, seed=9), _panel("noise", 30, seed=10))
+    groups = {sid: sid.split("-")[0] for sid in panel.series_ids}
+    config = EngineConfig(horizon=7, windows=3, models=("overconfident",))
+    result = run_engine(panel, config, groups=groups)
+    calibration = result.calibration
+    assert set(calibration["group"]) == {"walk", "noise"}
+    # Random walks need far wider corrections than white noise at the same level.
+    top = calibration.filter(
+        (pl.col("level") == 0.95)
+        & (pl.col("horizon_bucket") == calibration["horizon_bucket"].max())
+    )
+    width = dict(zip(top["group"], top["correction"], strict=True))
+    assert width["walk"] > width["noise"]

@@ -404,45 +404,6 @@ def test_forecasting_unconstrained_demand_beats_censored_usage() -> None:
         assert errors[("demand", accelerator)] < errors[("usage", accelerator)], errors
 
 
-@pytest.mark.slow
-def test_quantiles_stay_calibrated_at_every_level(sample_workspace: IngestedSample) -> None:
-    """Hold out the sample fleet's last 91 days: 80% intervals cover about 80% at each level."""
-    ws = sample_workspace.workspace
-    usage = ws.read_table("usage_daily")
-    end = usage["date"].max()
-    cutoff = end - timedelta(days=91)  # type: ignore[operator]
-    settings = ForecastSettings(horizon=91, step=91, models=FAST_MODELS, sample_paths=200)
-    result = forecast_fleet(
-        usage.filter(pl.col("date") <= cutoff),
-        ws.read_table("events"),
-        ws.read_table("sku_catalog"),
-        settings,
-        executor=SerialExecutor(),
-    )
-    actual = forecast_fleet_history(usage, result.forecast)
-    joined = result.forecast.join(actual, on=["series_id", "ds"])
-    assert joined.height == result.forecast.height
-    inside = (joined["y"] >= joined["p10"]) & (joined["y"] <= joined["p90"])
-    coverage = (
-        joined.with_columns(inside.alias("inside")).group_by("level").agg(pl.col("inside").mean())
-    )
-    by_level = dict(zip(coverage["level"], coverage["inside"], strict=True))
-    for level in ("team", "pool", "accelerator"):
-        assert 0.65 <= by_level[level] <= 0.95, by_level
-
-
-def forecast_fleet_history(usage: pl.DataFrame, forecast: pl.DataFrame) -> pl.DataFrame:
-    """Actual demand (chips) of every forecast node on every forecast day."""
-    from workbench.hierarchy import aggregate, build_hierarchy
-
-    bottom = demand_series(usage)
-    hierarchy = build_hierarchy(bottom.select("accelerator", "region", "team").unique())
-    actual = aggregate(hierarchy, bottom, ("y",))
-    return actual.select("series_id", "ds", "y").filter(
-        pl.col("ds").is_in(forecast["ds"].unique().implode())
-    )
-
-
 def test_peak_scenarios_are_joint_paths_with_the_planning_distribution() -> None:
     from workbench.forecasting import peak_scenarios
 
