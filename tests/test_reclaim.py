@@ -350,3 +350,11 @@ def test_properties_never_below_p95_never_negative_more_usage_never_more_reclaim
     # usage scaled up as a whole (the same trend, more of it).
     scaled = run([p * 1.5 for p in peaks])
     assert scaled["reclaimable_chips"] <= base["reclaimable_chips"] + 1e-9
+
+
+def test_growth_of_a_nearly_empty_start_is_capped_not_an_overflow() -> None:
+    from workbench.reclaim import _growth
+
+    tiny_start = np.array([0.0, 0.0, 5.5783360991872425e-266, 0.0, 0.0, 0.0, 1.0])
+    assert _growth(tiny_start, 91, 2.0) == 2.0
+    assert _growth(np.array([4.0, 4.0, 4.0, 4.0]), 91, 2.0) == 1.0

@@ -376,7 +376,9 @@ def _growth(values: np.ndarray, horizon_days: int, cap: float) -> float:
     if early <= 0:
         return cap
     gap = len(values) - half  # days between the halves' centres, about
-    return float(min(cap, max(1.0, (late / early) ** (horizon_days / max(gap, 1)))))
+    # In logs: a tiny early mean would overflow the power (late / early) ** k.
+    exponent = (horizon_days / max(gap, 1)) * (math.log(late) - math.log(early))
+    return float(min(cap, max(1.0, math.exp(min(exponent, math.log(cap))))))
 
 
 def reclaim(
