@@ -3,23 +3,19 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner, Result
 
+from tests.test_cli import invoke, run_workbench
 from workbench import cli
 from workbench.ingest import ingest
 from workbench.store import Workspace
 
 ROOT = Path(__file__).resolve().parent.parent
-WORKBENCH = Path(sys.executable).parent / "workbench"
 
 
 @pytest.fixture(autouse=True)
@@ -42,25 +38,6 @@ def billed_copy(billed_workspace, tmp_path) -> Workspace:
     target = tmp_path / "workspace"
     shutil.copytree(billed_workspace.root, target)
     return Workspace(target)
-
-
-def invoke(*args: str) -> Result:
-    result = CliRunner().invoke(cli.app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
-
-
-def run_workbench(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_WORKSPACE"}
-    return subprocess.run(
-        [str(WORKBENCH), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
 
 
 def dollars(text: str) -> int:

@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import os
 import shutil
-import subprocess
-import sys
 from decimal import Decimal
-from pathlib import Path
 
 import polars as pl
 import pytest
-from typer.testing import CliRunner, Result
 
+from tests.test_cli import invoke, run_workbench
 from workbench import cli
 from workbench.cli_forecast import run_fleet_forecast
 from workbench.forecasting import ForecastSettings
@@ -20,8 +16,6 @@ from workbench.reclaim import RECLAIM_COLUMNS
 from workbench.store import Workspace
 from workbench.tco import owned_cost
 
-ROOT = Path(__file__).resolve().parent.parent
-WORKBENCH = Path(sys.executable).parent / "workbench"
 FAST = ForecastSettings(
     models=("seasonal_naive", "theta"),
     horizon=91,
@@ -52,25 +46,6 @@ def forecast_copy(forecast_workspace, tmp_path) -> Workspace:
     target = tmp_path / "workspace"
     shutil.copytree(forecast_workspace.root, target)
     return Workspace(target)
-
-
-def invoke(*args: str) -> Result:
-    result = CliRunner().invoke(cli.app, list(args))
-    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
-    return result
-
-
-def run_workbench(*args: str) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if k != "WORKBENCH_WORKSPACE"}
-    return subprocess.run(
-        [str(WORKBENCH), *args],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=ROOT,
-        timeout=300,
-        check=False,
-    )
 
 
 def test_reclaim_prints_a_ranked_table_and_writes_a_reclaim_run(forecast_copy, tmp_path):
