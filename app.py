@@ -1,22 +1,42 @@
-"""Fleet Workbench app: page config and routing only; pages live in workbench/ui/."""
+"""Fleet Workbench app: page config, the shared sidebar filter and routing.
+
+Pages live in ``workbench/ui/``, grouped in sections of the sidebar: add a page by appending
+an ``st.Page`` to its section below (``url_path`` is what links and shared URLs use).
+"""
 
 from __future__ import annotations
 
 import streamlit as st
 
 from workbench.ui import usage_page
+from workbench.ui.cache import cached_filter_choices, table_version, workspace_root
+from workbench.ui.shell import draw_sidebar_filter, register_pages
 
 st.set_page_config(page_title="Fleet Workbench", page_icon=":material/memory:", layout="wide")
 
-navigation = st.navigation(
-    [
+sections: dict[str, list[st.Page]] = {
+    "Fleet": [
         st.Page(
             usage_page.render,
             title="Usage",
             icon=":material/monitoring:",
             url_path="usage",
             default=True,
-        )
-    ]
+        ),
+    ],
+    "Plan": [],
+    "Money": [],
+    "Data": [],
+}
+sections = {name: pages for name, pages in sections.items() if pages}
+
+# The filter is drawn before the page runs, so every page sees the same slice of the fleet.
+root = workspace_root()
+draw_sidebar_filter(
+    cached_filter_choices(
+        str(root), table_version(root, "usage_daily"), table_version(root, "allocations")
+    )
 )
+register_pages(sections)
+navigation = st.navigation(sections)
 navigation.run()

@@ -10,7 +10,8 @@ from streamlit.testing.v1 import AppTest
 
 from workbench.ingest import ingest
 from workbench.store import Workspace
-from workbench.usage import ALL, UsageFilter, usage_history, usage_totals
+from workbench.ui.format import chip_hours
+from workbench.usage import ALL, UsageFilter, usage_history, usage_totals, weekday_pattern
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLE = ROOT / "data_samples"
@@ -46,7 +47,7 @@ def _expected(workspace: Workspace, selection: UsageFilter) -> dict[str, float |
 
 def _millions(value: float | None) -> str:
     assert value is not None
-    return f"{value / 1e6:,.2f} M chip-h"
+    return chip_hours(value, short=True)
 
 
 def test_usage_page_shows_fleet_totals_and_a_chart(app_workspace, monkeypatch):
@@ -55,14 +56,17 @@ def test_usage_page_shows_fleet_totals_and_a_chart(app_workspace, monkeypatch):
     metrics = _metrics(app)
     assert metrics["Used"] == _millions(expected["chip_hours_used"])
     assert metrics["Allocated"] == _millions(expected["chip_hours_allocated"])
-    assert [s.label for s in app.selectbox] == ["Accelerator", "Region", "Team", "Workload"]
-    assert len(app.get("plotly_chart")) == 1
+    assert [s.label for s in app.sidebar.selectbox] == ["Accelerator", "Region", "Team"]
+    assert [s.label for s in app.main.selectbox] == ["Workload"]
+    # The history, and the weekday pattern (no hourly usage here: a note says so).
+    assert len(app.get("plotly_chart")) == 2
+    assert any("--grain hour" in info.value for info in app.info)
 
 
 def test_picking_accelerator_region_and_team_narrows_the_numbers(app_workspace, monkeypatch):
     app = _app(app_workspace.root, monkeypatch)
     fleet_used = _metrics(app)["Used"]
-    app.selectbox(key="usage_accelerator").set_value("h100-80gb").run()
+    app.selectbox(key="shell_accelerator").set_value("h100-80gb").run()
     assert not app.exception
     h100 = _metrics(app)["Used"]
     assert h100 != fleet_used
@@ -72,17 +76,19 @@ def test_picking_accelerator_region_and_team_narrows_the_numbers(app_workspace, 
     # Region options narrow to the regions that have H100 usage.
     usage = app_workspace.read_table("usage_daily")
     h100_regions = sorted(usage.filter(pl.col("accelerator") == "h100-80gb")["region"].unique())
-    assert app.selectbox(key="usage_region").options == [ALL, *h100_regions]
-    app.selectbox(key="usage_region").set_value("us-central1").run()
-    team = app.selectbox(key="usage_team").options[1]
-    app.selectbox(key="usage_team").set_value(team).run()
+    assert app.selectbox(key="shell_region").options == [ALL, *h100_regions]
+    app.selectbox(key="shell_region").set_value("us-central1").run()
+    team = app.selectbox(key="shell_team").options[1]
+    app.selectbox(key="shell_team").set_value(team).run()
     assert not app.exception
     selection = UsageFilter(accelerator="h100-80gb", region="us-central1", team=team, grain="week")
     expected = _expected(app_workspace, selection)
     value = expected["chip_hours_used"]
     assert value is not None
-    shown = _metrics(app)["Used"]
-    assert shown == (_millions(value) if value >= 1e6 else f"{value:,.0f} chip-h")
+    assert _metrics(app)["Used"] == chip_hours(value, short=True)
+    # The filter is in the URL, so a link reproduces the view.
+    assert app.query_params["accelerator"] == "h100-80gb"
+    assert app.query_params["team"] == team
 
 
 def test_choosing_one_workload_hides_allocations(app_workspace, monkeypatch):
@@ -122,3 +128,38 @@ def test_usage_history_matches_a_plain_loop(app_workspace):
         )
         assert row["chip_hours_used"] == pytest.approx(in_month["chip_hours_used"].sum())
         assert row["chip_hours_queued"] == pytest.approx(in_month["chip_hours_queued"].sum())
+
+
+def test_a_link_with_query_parameters_opens_that_slice(app_workspace, monkeypatch):
+    monkeypatch.setenv("WORKBENCH_WORKSPACE", str(app_workspace.root))
+    app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
+    app.query_params["accelerator"] = "tpu-v5p"
+    app.query_params["region"] = "nowhere-1"
+    app.run()
+    assert not app.exception, app.exception
+    assert app.selectbox(key="shell_accelerator").value == "tpu-v5p"
+    # A value the data does not have falls back to All, with a warning naming it.
+    assert app.selectbox(key="shell_region").value == ALL
+    assert any("nowhere-1" in w.value for w in app.sidebar.warning)
+    expected = _expected(app_workspace, UsageFilter(accelerator="tpu-v5p", grain="week"))
+    assert _metrics(app)["Used"] == _millions(expected["chip_hours_used"])
+
+
+def test_weekday_pattern_matches_a_plain_loop(app_workspace):
+    usage = app_workspace.read_table("usage_daily")
+    pattern = weekday_pattern(usage, UsageFilter(accelerator="h100-80gb"))
+    h100 = usage.filter(pl.col("accelerator") == "h100-80gb")
+    daily = dict(h100.group_by("date").agg(pl.col("chip_hours_used").sum()).iter_rows())
+    first, last = min(daily), max(daily)
+    sums = [0.0] * 7
+    counts = [0] * 7
+    day = first
+    while day <= last:
+        sums[day.weekday()] += daily.get(day, 0.0)
+        counts[day.weekday()] += 1
+        day = day.fromordinal(day.toordinal() + 1)
+    assert pattern["day"].to_list() == ["Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun"]
+    assert pattern["days"].to_list() == counts
+    assert pattern["chip_hours_used"].to_list() == pytest.approx(
+        [s / c for s, c in zip(sums, counts, strict=True)]
+    )

@@ -14,12 +14,17 @@ import polars as pl
 __all__ = [
     "ALL",
     "GRAINS",
+    "WEEKDAYS",
     "Grain",
     "UsageFilter",
     "allocated_daily",
+    "hour_pattern",
     "usage_history",
     "usage_totals",
+    "weekday_pattern",
 ]
+
+WEEKDAYS: tuple[str, ...] = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 
 ALL = "All"
 Grain = Literal["day", "week", "month"]
@@ -168,3 +173,87 @@ def usage_totals(history: pl.DataFrame) -> dict[str, float | None]:
         "peak_chips": float(history["peak_chips"].max()) if history.height else 0.0,  # type: ignore[arg-type]
         "queued_share": queued / (used + queued) if used + queued else 0.0,
     }
+
+
+def weekday_pattern(usage: pl.DataFrame, selection: UsageFilter) -> pl.DataFrame:
+    """Average used and queued chip-hours of the slice per day of the week.
+
+    Each calendar day from the slice's first to its last day counts once (days without a
+    row count as zero), so the averages of a weekday are over comparable days. Returns
+    ``weekday`` (1 = Monday), ``day`` (``Mon``...), ``days`` (how many were averaged),
+    ``chip_hours_used`` and ``chip_hours_queued``.
+    """
+    sliced = usage.filter(selection.expression())
+    schema = {
+        "weekday": pl.Int8,
+        "day": pl.String,
+        "days": pl.UInt32,
+        "chip_hours_used": pl.Float64,
+        "chip_hours_queued": pl.Float64,
+    }
+    if sliced.height == 0:
+        return pl.DataFrame(schema=schema)
+    daily = sliced.group_by("date").agg(
+        pl.col("chip_hours_used").sum(), pl.col("chip_hours_queued").sum()
+    )
+    calendar = daily.select(
+        pl.date_range(pl.col("date").min(), pl.col("date").max(), "1d").alias("date")
+    )
+    return (
+        calendar.join(daily, on="date", how="left")
+        .fill_null(0.0)
+        .group_by(pl.col("date").dt.weekday().alias("weekday"))
+        .agg(
+            pl.len().alias("days"),
+            pl.col("chip_hours_used").mean(),
+            pl.col("chip_hours_queued").mean(),
+        )
+        .sort("weekday")
+        .with_columns(
+            pl.col("weekday")
+            .replace_strict(list(range(1, 8)), list(WEEKDAYS), return_dtype=pl.String)
+            .alias("day")
+        )
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+    )
+
+
+def hour_pattern(usage_hourly: pl.DataFrame, selection: UsageFilter) -> pl.DataFrame:
+    """Average used chip-hours of the slice per weekday and UTC hour of the day.
+
+    Each hour from the slice's first to its last hour counts once (hours without a row as
+    zero). Returns ``weekday`` (1 = Monday), ``day``, ``hour`` (0-23) and
+    ``chip_hours_used`` (the average of that hour of that weekday).
+    """
+    sliced = usage_hourly.filter(selection.expression())
+    schema = {
+        "weekday": pl.Int8,
+        "day": pl.String,
+        "hour": pl.Int8,
+        "chip_hours_used": pl.Float64,
+    }
+    if sliced.height == 0:
+        return pl.DataFrame(schema=schema)
+    hourly = sliced.group_by("hour").agg(pl.col("chip_hours_used").sum())
+    calendar = hourly.select(
+        pl.datetime_range(pl.col("hour").min(), pl.col("hour").max(), "1h").alias("hour")
+    )
+    return (
+        calendar.join(hourly, on="hour", how="left")
+        .fill_null(0.0)
+        .group_by(
+            pl.col("hour").dt.weekday().alias("weekday"),
+            pl.col("hour").dt.hour().alias("hour_of_day"),
+        )
+        .agg(pl.col("chip_hours_used").mean())
+        .sort("weekday", "hour_of_day")
+        .with_columns(
+            pl.col("weekday")
+            .replace_strict(list(range(1, 8)), list(WEEKDAYS), return_dtype=pl.String)
+            .alias("day"),
+        )
+        .rename({"hour_of_day": "hour"})
+        .select(list(schema))
+        .cast(schema)  # type: ignore[arg-type]
+    )

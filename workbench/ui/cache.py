@@ -14,9 +14,17 @@ import polars as pl
 import streamlit as st
 
 from workbench.store import Workspace
-from workbench.usage import UsageFilter, usage_history
+from workbench.usage import UsageFilter, hour_pattern, usage_history, weekday_pattern
 
-__all__ = ["cached_table", "cached_usage_history", "table_version", "workspace_root"]
+__all__ = [
+    "cached_filter_choices",
+    "cached_hour_pattern",
+    "cached_table",
+    "cached_usage_history",
+    "cached_weekday_pattern",
+    "table_version",
+    "workspace_root",
+]
 
 
 def workspace_root() -> Path:
@@ -50,3 +58,35 @@ def cached_usage_history(
     usage = cached_table(root, "usage_daily", usage_version)
     allocations = cached_table(root, "allocations", allocations_version)
     return usage_history(usage, allocations, selection)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_filter_choices(
+    root: str, usage_version: float, allocations_version: float
+) -> pl.DataFrame:
+    """Distinct ``accelerator, region, team`` of the workspace's usage and allocations.
+
+    The sidebar's fleet filter offers these; an empty frame (with the three columns) when
+    the workspace has neither table.
+    """
+    columns = ["accelerator", "region", "team"]
+    parts = [
+        cached_table(root, table, version).select(columns).unique()
+        for table, version in (("usage_daily", usage_version), ("allocations", allocations_version))
+        if version
+    ]
+    if not parts:
+        return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
+    return pl.concat(parts).unique().sort(columns)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_weekday_pattern(root: str, usage_version: float, selection: UsageFilter) -> pl.DataFrame:
+    """Average chip-hours per weekday of a slice, cached per table version and filter."""
+    return weekday_pattern(cached_table(root, "usage_daily", usage_version), selection)
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_hour_pattern(root: str, hourly_version: float, selection: UsageFilter) -> pl.DataFrame:
+    """Average chip-hours per weekday and hour of a slice (from ``usage_hourly``)."""
+    return hour_pattern(cached_table(root, "usage_hourly", hourly_version), selection)

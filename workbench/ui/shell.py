@@ -9,8 +9,9 @@ reproduces the view; on a fresh session the URL's values seed the widgets. Pages
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import polars as pl
 import streamlit as st
@@ -21,6 +22,8 @@ __all__ = [
     "FleetFilter",
     "current_filter",
     "draw_sidebar_filter",
+    "link_to",
+    "register_pages",
 ]
 
 ALL = "All"
@@ -53,6 +56,10 @@ class FleetFilter:
     def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Rows of ``frame`` in the slice."""
         return frame.filter(self.expression(frame.columns))
+
+    def query_params(self) -> dict[str, str]:
+        """The slice as URL query parameters (dimensions left at ``All`` are omitted)."""
+        return {d: getattr(self, d) for d in DIMENSIONS if getattr(self, d) != ALL}
 
     def describe(self) -> str:
         """The slice in words, for titles and captions: ``H100 in us-east, team search``."""
@@ -109,3 +116,27 @@ def draw_sidebar_filter(choices: pl.DataFrame) -> FleetFilter:
         elif st.query_params.get(dimension) != value:
             st.query_params[dimension] = value
     return FleetFilter(**chosen)
+
+
+def register_pages(sections: Mapping[str, Sequence[Any]]) -> None:
+    """Remember this rerun's pages by URL path, so pages can link to each other.
+
+    ``sections`` is what ``app.py`` hands to ``st.navigation``. Kept in session state (not
+    in a module global) because each browser session has its own navigation.
+    """
+    st.session_state[f"{_KEY}pages"] = {
+        page.url_path: page for pages in sections.values() for page in pages
+    }
+
+
+def link_to(url_path: str, label: str, *, icon: str | None = None) -> bool:
+    """A link to another page of the app that keeps the sidebar's filter.
+
+    Returns False (and draws nothing) when no page of that URL path is registered, for
+    example a page another issue has not added yet.
+    """
+    page = st.session_state.get(f"{_KEY}pages", {}).get(url_path)
+    if page is None:
+        return False
+    st.page_link(page, label=label, icon=icon, query_params=current_filter().query_params())
+    return True

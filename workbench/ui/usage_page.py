@@ -1,4 +1,4 @@
-"""Usage page: history by accelerator, region, team and workload; used vs allocated vs queued."""
+"""Usage page: the sidebar's slice by workload, used vs allocated vs queued, weekly rhythm."""
 
 from __future__ import annotations
 
@@ -8,25 +8,21 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
-from workbench.ui.cache import cached_table, cached_usage_history, table_version, workspace_root
+from workbench.ui.cache import (
+    cached_hour_pattern,
+    cached_table,
+    cached_usage_history,
+    cached_weekday_pattern,
+    table_version,
+    workspace_root,
+)
+from workbench.ui.format import COLORS, chip_hours, percent
+from workbench.ui.shell import current_filter
 from workbench.usage import ALL, GRAINS, Grain, UsageFilter, usage_totals
 
 __all__ = ["render"]
 
 _KEY = "usage_"
-
-
-def _options(usage: pl.DataFrame, column: str, narrowed: pl.Expr) -> list[str]:
-    values = usage.filter(narrowed).get_column(column).unique().sort().to_list()
-    return [ALL, *values]
-
-
-def _chip_hours(value: float | None) -> str:
-    if value is None:
-        return "n/a"
-    if abs(value) >= 1e6:
-        return f"{value / 1e6:,.2f} M chip-h"
-    return f"{value:,.0f} chip-h"
 
 
 def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
@@ -38,7 +34,7 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
             y=history["chip_hours_used"].to_list(),
             name="used",
             mode="lines",
-            line={"color": "#1f77b4"},
+            line={"color": COLORS["used"]},
         )
     )
     if history["chip_hours_allocated"].drop_nulls().len():
@@ -48,7 +44,7 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
                 y=history["chip_hours_allocated"].to_list(),
                 name="allocated",
                 mode="lines",
-                line={"color": "#7f7f7f", "dash": "dash"},
+                line={"color": COLORS["allocated"], "dash": "dash"},
             )
         )
     figure.add_trace(
@@ -56,7 +52,7 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
             x=x,
             y=history["chip_hours_queued"].to_list(),
             name="queued, unmet (right axis)",
-            marker={"color": "#d62728"},
+            marker={"color": COLORS["queued"]},
             opacity=0.6,
             yaxis="y2",
         )
@@ -82,9 +78,77 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
     return figure
 
 
+def _weekday_figure(pattern: pl.DataFrame) -> go.Figure:
+    figure = go.Figure(
+        [
+            go.Bar(
+                x=pattern["day"].to_list(),
+                y=pattern["chip_hours_used"].to_list(),
+                name="used",
+                marker={"color": COLORS["used"]},
+            ),
+            go.Bar(
+                x=pattern["day"].to_list(),
+                y=pattern["chip_hours_queued"].to_list(),
+                name="queued",
+                marker={"color": COLORS["queued"]},
+            ),
+        ]
+    )
+    figure.update_layout(
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        barmode="stack",
+        yaxis_title="average chip-hours per day",
+        legend={"orientation": "h", "y": 1.12},
+    )
+    figure.update_yaxes(tickformat=",.0f")
+    return figure
+
+
+def _hour_figure(pattern: pl.DataFrame) -> go.Figure:
+    wide = pattern.pivot(on="hour", index="day", values="chip_hours_used", sort_columns=True)
+    hours = [c for c in wide.columns if c != "day"]
+    figure = go.Figure(
+        go.Heatmap(
+            z=wide.select(hours).to_numpy(),
+            x=[int(h) for h in hours],
+            y=wide["day"].to_list(),
+            colorscale="Cividis",  # perceptually uniform and colour-blind safe
+            colorbar={"title": "chip-h"},
+            hovertemplate="%{y} %{x}:00 UTC: %{z:,.0f} chip-h<extra></extra>",
+        )
+    )
+    figure.update_layout(
+        height=300,
+        margin={"l": 10, "r": 10, "t": 30, "b": 10},
+        xaxis_title="hour of day (UTC)",
+        yaxis={"autorange": "reversed"},
+    )
+    return figure
+
+
+def _patterns(root: str, selection: UsageFilter, usage_version: float) -> None:
+    st.subheader("Weekly rhythm")
+    hourly_version = table_version(workspace_root(), "usage_hourly")
+    columns = st.columns(2)
+    weekday = cached_weekday_pattern(root, usage_version, selection)
+    columns[0].plotly_chart(_weekday_figure(weekday), key=f"{_KEY}weekday_chart")
+    if hourly_version:
+        hourly = cached_hour_pattern(root, hourly_version, selection)
+        if hourly.height:
+            columns[1].plotly_chart(_hour_figure(hourly), key=f"{_KEY}hour_chart")
+            return
+    columns[1].info(
+        "Hour-of-day patterns need hourly usage: ingest the job records with "
+        "`workbench ingest jobs FILE --grain hour`. Showing weekdays only."
+    )
+
+
 def render() -> None:
     """Draw the usage page."""
     root = workspace_root()
+    fleet = current_filter()
     st.title("Usage")
     usage_version = table_version(root, "usage_daily")
     if usage_version == 0.0:
@@ -94,47 +158,40 @@ def render() -> None:
         )
         return
     usage = cached_table(str(root), "usage_daily", usage_version)
-    columns = st.columns(5)
-    accelerator = columns[0].selectbox(
-        "Accelerator", _options(usage, "accelerator", pl.lit(True)), key=f"{_KEY}accelerator"
-    )
-    narrowed = UsageFilter(accelerator=accelerator).expression()
-    region = columns[1].selectbox(
-        "Region", _options(usage, "region", narrowed), key=f"{_KEY}region"
-    )
-    narrowed = UsageFilter(accelerator=accelerator, region=region).expression()
-    team = columns[2].selectbox("Team", _options(usage, "team", narrowed), key=f"{_KEY}team")
-    narrowed = UsageFilter(accelerator=accelerator, region=region, team=team).expression()
-    workload = columns[3].selectbox(
-        "Workload", _options(usage, "workload", narrowed), key=f"{_KEY}workload"
-    )
+    st.caption(f"Showing {fleet.describe()}. Change the slice in the sidebar.")
+    columns = st.columns([2, 3])
+    workloads = fleet.apply(usage).get_column("workload").unique().sort().to_list()
+    workload = columns[0].selectbox("Workload", [ALL, *workloads], key=f"{_KEY}workload")
     grain = cast(
-        Grain, columns[4].radio("Per", list(GRAINS), index=1, horizontal=True, key=f"{_KEY}grain")
+        Grain, columns[1].radio("Per", list(GRAINS), index=1, horizontal=True, key=f"{_KEY}grain")
     )
     selection = UsageFilter(
-        accelerator=accelerator, region=region, team=team, workload=workload, grain=grain
+        accelerator=fleet.accelerator,
+        region=fleet.region,
+        team=fleet.team,
+        workload=workload,
+        grain=grain,
     )
     history = cached_usage_history(
         str(root), usage_version, table_version(root, "allocations"), selection
     )
     if history.height == 0:
-        st.warning("No usage for this selection.")
+        st.warning(f"No usage for {fleet.describe()} and workload {workload}.")
         return
     totals = usage_totals(history)
     metrics = st.columns(4)
-    metrics[0].metric("Used", _chip_hours(totals["chip_hours_used"]))
+    metrics[0].metric("Used", chip_hours(totals["chip_hours_used"], short=True))
     metrics[1].metric(
         "Queued (unmet demand)",
-        _chip_hours(totals["chip_hours_queued"]),
+        chip_hours(totals["chip_hours_queued"], short=True),
         help="Chip-hours jobs waited between submit and start: demand the fleet did not serve.",
     )
-    efficiency = totals["efficiency"]
     metrics[2].metric(
         "Allocated",
-        _chip_hours(totals["chip_hours_allocated"]),
+        chip_hours(totals["chip_hours_allocated"], short=True),
         help="Reservations and quotas of the selected teams and pools.",
     )
-    metrics[3].metric("Used / allocated", "n/a" if efficiency is None else f"{efficiency:.0%}")
+    metrics[3].metric("Used / allocated", percent(totals["efficiency"]))
     complete = history.filter(pl.col("complete")) if grain != "day" else history
     partial = history.height - complete.height
     st.plotly_chart(_figure(complete if complete.height else history, grain), key=f"{_KEY}chart")
@@ -147,6 +204,7 @@ def render() -> None:
         f"{history.height:,} {grain}s from {first} to {last}. Demand is used + queued: where the "
         f"pool was full, usage plateaus and the rest waits in the queue.{note}"
     )
+    _patterns(str(root), selection, usage_version)
     with st.expander("Data"):
         st.dataframe(history.sort("period", descending=True), key=f"{_KEY}table")
         st.download_button(
