@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -36,7 +37,7 @@ from workbench.showback import (
 from workbench.store import Workspace
 from workbench.tco import SensitivityRanges, TcoAssumptions, sensitivity, tco_table
 
-__all__ = ["costs_command", "parse_months", "tco_command"]
+__all__ = ["CostsRun", "costs_command", "parse_months", "run_costs", "tco_command"]
 
 _DEFAULT_WORKSPACE = Path(os.environ.get("WORKBENCH_WORKSPACE", "workspace"))
 _MONTH = re.compile(r"^(\d{4})-(\d{2})$")
@@ -148,6 +149,44 @@ def costs_command(
     ws = Workspace(workspace).require()
     keys = [k.strip() for k in by.split(",") if k.strip()]
     policy = ShowbackPolicy(idle=idle, basis=basis)  # type: ignore[arg-type]
+    costs = run_costs(ws, keys, month, policy)
+    table, result, check = costs.table, costs.result, costs.check
+    _print_costs(console, table, keys, result)
+    _print_reconciliation(console, check)
+    _print_notes(console, result)
+    run_id = costs.run_id
+    console.print(f"Run {run_id} committed: costs.csv, costs.parquet, cost_cells, cost_pools.")
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        table.write_csv(out / "costs.csv")
+        table.write_parquet(out / "costs.parquet")
+        console.print(f"Wrote {out / 'costs.csv'} and {out / 'costs.parquet'}.")
+    if not check["balanced"].all():
+        raise WorkbenchError(
+            "the breakdown does not reconcile",
+            field="costs",
+            fix="report this with the run folder; it is a bug",
+        )
+
+
+@dataclass(frozen=True)
+class CostsRun:
+    """A committed ``costs`` run: its id, the breakdown, the showback and its reconciliation."""
+
+    run_id: str
+    table: pl.DataFrame
+    result: Showback
+    check: pl.DataFrame
+
+
+def run_costs(
+    ws: Workspace, keys: list[str], month: str | None, policy: ShowbackPolicy
+) -> CostsRun:
+    """Commit a ``costs`` run for the months ``month`` selects, printing nothing.
+
+    ``month`` is read by :func:`parse_months`; the showback is broken down by ``keys`` and
+    reconciled, exactly as ``workbench costs`` does.
+    """
     usage = ws.read_table("usage_daily")
     months = parse_months(month, usage)
     result = showback(
@@ -161,22 +200,8 @@ def costs_command(
     )
     table = breakdown(result, keys)
     check = reconcile(result)
-    _print_costs(console, table, keys, result)
-    _print_reconciliation(console, check)
-    _print_notes(console, result)
     run_id = _write_costs_run(ws, table, result, check, keys, month)
-    console.print(f"Run {run_id} committed: costs.csv, costs.parquet, cost_cells, cost_pools.")
-    if out is not None:
-        out.mkdir(parents=True, exist_ok=True)
-        table.write_csv(out / "costs.csv")
-        table.write_parquet(out / "costs.parquet")
-        console.print(f"Wrote {out / 'costs.csv'} and {out / 'costs.parquet'}.")
-    if not check["balanced"].all():
-        raise WorkbenchError(
-            "the breakdown does not reconcile",
-            field="costs",
-            fix="report this with the run folder; it is a bug",
-        )
+    return CostsRun(run_id=run_id, table=table, result=result, check=check)
 
 
 def _title(result: Showback, keys: list[str]) -> str:

@@ -10,6 +10,7 @@ quarters of history with the plan, perfect foresight and the spreadsheet rule (s
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -22,9 +23,9 @@ from workbench.forecasting import ForecastSettings
 from workbench.money import format_usd
 from workbench.planning_inputs import InputSettings, lifecycle_candidates, workspace_plan_inputs
 from workbench.procurement import PlanLimits, PlanResult, solve_plan
-from workbench.store import Workspace
+from workbench.store import RunInfo, Workspace
 
-__all__ = ["FAST_MODELS", "parse_power", "plan_command", "replay_command"]
+__all__ = ["FAST_MODELS", "PlanRun", "parse_power", "plan_command", "replay_command", "run_plan"]
 
 FAST_MODELS: tuple[str, ...] = ("seasonal_naive", "naive2", "theta", "ets")
 """Models of the forecasts that plan and replay make themselves (seconds, not minutes)."""
@@ -213,6 +214,79 @@ def _forecast_run(ws: Workspace, run_id: str | None, forecast_horizon: int | Non
     return runs[-1]
 
 
+@dataclass(frozen=True)
+class PlanRun:
+    """A committed ``plan`` run: its id, the solved plan, lifecycle candidates, the forecast."""
+
+    run_id: str
+    result: PlanResult
+    lifecycle: pl.DataFrame
+    forecast: RunInfo
+
+
+def run_plan(
+    ws: Workspace,
+    limits: PlanLimits,
+    settings: InputSettings,
+    *,
+    forecast_run: str | None = None,
+    forecast_horizon: int | None = None,
+) -> PlanRun:
+    """Solve the procurement plan from a forecast run and commit it as a ``plan`` run.
+
+    The same path as ``workbench plan``, printing nothing: the latest forecast run with
+    demand scenarios (or ``forecast_run``, or a new fast forecast of ``forecast_horizon``
+    days), the workspace's inventory, orders, price book and catalog.
+    """
+    for table in ("inventory", "price_book", "sku_catalog"):
+        if not ws.has_table(table):
+            raise WorkbenchError(
+                f"the workspace has no {table} table",
+                file=ws.root,
+                fix=f"ingest it first (workbench ingest {table.replace('_', '-')} FILE)",
+            )
+    run = _forecast_run(ws, forecast_run, forecast_horizon)
+    scenarios = run.read("scenarios")
+    planning = run.read("planning")
+    history = run.read("history").filter(pl.col("level") == "pool")
+    inventory = ws.read_table("inventory")
+    inputs = workspace_plan_inputs(
+        scenarios,
+        planning,
+        history,
+        inventory,
+        ws.read_table("orders") if ws.has_table("orders") else None,
+        ws.read_table("price_book"),
+        ws.read_table("sku_catalog"),
+        settings,
+    )
+    result = solve_plan(inputs, limits)
+    lifecycle = lifecycle_candidates(inputs.pools, inventory)
+    config = {
+        "forecast_run": run.run_id,
+        "horizon_quarters": settings.horizon_quarters,
+        "capex_budget_usd": limits.capex_budget_usd,
+        "power_mw": dict(limits.power_mw),
+        "service_level": limits.service_level,
+        "fungible": limits.fungible,
+        "method": limits.method,
+        "burst_cap_share": settings.burst_cap_share,
+        "burst_hours_share": limits.burst_hours_share,
+        "extrapolated_quarters": [
+            q for q, x in zip(inputs.quarters, inputs.extrapolated, strict=True) if x
+        ],
+    }
+    with ws.new_run("plan", config=config) as writer:
+        writer.write("plan", result.rows)
+        writer.write("limits", result.limits)
+        writer.write("attached", result.attached)
+        writer.write("lifecycle", lifecycle)
+        writer.manifest["timings"]["solve"] = round(result.solve_seconds, 4)
+        writer.manifest["summary"] = result.summary()
+        run_id = writer.run_id
+    return PlanRun(run_id=run_id, result=result, lifecycle=lifecycle, forecast=run)
+
+
 def plan_command(
     workspace: _WorkspaceOption = _DEFAULT_WORKSPACE,
     horizon: Annotated[int, typer.Option(help="Quarters to plan.")] = 8,
@@ -253,17 +327,6 @@ def plan_command(
     burst, under a capex budget and power per region. Writes a ``plan`` run.
     """
     ws = Workspace(workspace).require()
-    for table in ("inventory", "price_book", "sku_catalog"):
-        if not ws.has_table(table):
-            raise WorkbenchError(
-                f"the workspace has no {table} table",
-                file=ws.root,
-                fix=f"ingest it first (workbench ingest {table.replace('_', '-')} FILE)",
-            )
-    run = _forecast_run(ws, forecast_run, forecast_horizon)
-    scenarios = run.read("scenarios")
-    planning = run.read("planning")
-    history = run.read("history").filter(pl.col("level") == "pool")
     limits = PlanLimits(
         capex_budget_usd=capex_budget,
         power_mw=parse_power(power_mw),
@@ -274,41 +337,10 @@ def plan_command(
         time_limit_s=time_limit,
     )
     settings = InputSettings(horizon_quarters=horizon, burst_cap_share=burst_cap_share)
-    inventory = ws.read_table("inventory")
-    inputs = workspace_plan_inputs(
-        scenarios,
-        planning,
-        history,
-        inventory,
-        ws.read_table("orders") if ws.has_table("orders") else None,
-        ws.read_table("price_book"),
-        ws.read_table("sku_catalog"),
-        settings,
+    plan = run_plan(
+        ws, limits, settings, forecast_run=forecast_run, forecast_horizon=forecast_horizon
     )
-    result = solve_plan(inputs, limits)
-    lifecycle = lifecycle_candidates(inputs.pools, inventory)
-    config = {
-        "forecast_run": run.run_id,
-        "horizon_quarters": horizon,
-        "capex_budget_usd": capex_budget,
-        "power_mw": limits.power_mw,
-        "service_level": service_level,
-        "fungible": fungible,
-        "method": method,
-        "burst_cap_share": burst_cap_share,
-        "burst_hours_share": burst_hours_share,
-        "extrapolated_quarters": [
-            q for q, x in zip(inputs.quarters, inputs.extrapolated, strict=True) if x
-        ],
-    }
-    with ws.new_run("plan", config=config) as writer:
-        writer.write("plan", result.rows)
-        writer.write("limits", result.limits)
-        writer.write("attached", result.attached)
-        writer.write("lifecycle", lifecycle)
-        writer.manifest["timings"]["solve"] = round(result.solve_seconds, 4)
-        writer.manifest["summary"] = result.summary()
-        run_id = writer.run_id
+    result, lifecycle, run_id, run = plan.result, plan.lifecycle, plan.run_id, plan.forecast
     _print_plan(result, lifecycle)
     _console().print(f"Plan run {run_id} (from forecast run {run.run_id}).")
 

@@ -8,6 +8,7 @@ prints the reclaim recommendations ranked by annual savings, and writes them as 
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -20,7 +21,7 @@ from workbench.reclaim import Reclaim, ReclaimSettings, reclaim
 from workbench.store import RunInfo, Workspace
 from workbench.tco import owned_cost
 
-__all__ = ["reclaim_command"]
+__all__ = ["ReclaimRun", "reclaim_command", "run_reclaim"]
 
 _DEFAULT_WORKSPACE = Path(os.environ.get("WORKBENCH_WORKSPACE", "workspace"))
 _WorkspaceOption = Annotated[
@@ -188,36 +189,28 @@ def _write_run(
         return run.run_id
 
 
-def reclaim_command(
-    lookback: Annotated[int, typer.Option(help="Days of usage the used p50/p95 cover.")] = 90,
-    headroom: Annotated[
-        float, typer.Option(help="Fraction added on top of the need before rounding.")
-    ] = 0.1,
-    granularity: Annotated[
-        int, typer.Option(help="Round recommendations up to a multiple of this many chips.")
-    ] = 8,
-    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
-    pool: Annotated[str | None, typer.Option(help="Only this pool, ACCELERATOR/REGION.")] = None,
-    forecast_run: Annotated[
-        str | None,
-        typer.Option("--forecast-run", help="Forecast run id (default: the latest)."),
-    ] = None,
-    out: Annotated[
-        Path | None,
-        typer.Option("--out", "-o", help="Also write the table to FILE (.csv or .parquet)."),
-    ] = None,
-    every_row: Annotated[
-        bool,
-        typer.Option(
-            "--all", help="Print every team-pool, not only those with chips to reclaim or idle."
-        ),
-    ] = False,
-    workspace: _WorkspaceOption = _DEFAULT_WORKSPACE,
-) -> None:
-    """Allocated chips teams do not need: recommended allocation, savings and risk."""
-    console = _console()
-    settings = ReclaimSettings(lookback_days=lookback, headroom=headroom, granularity=granularity)
-    ws = Workspace(workspace).require()
+@dataclass(frozen=True)
+class ReclaimRun:
+    """A committed ``reclaim`` run: its id, the recommendations and the forecast run used."""
+
+    run_id: str
+    result: Reclaim
+    forecast: RunInfo | None
+
+
+def run_reclaim(
+    ws: Workspace,
+    settings: ReclaimSettings,
+    *,
+    team: str | None = None,
+    pool: str | None = None,
+    forecast_run: str | None = None,
+) -> ReclaimRun:
+    """Reclaim recommendations committed as a ``reclaim`` run, printing nothing.
+
+    The same path as ``workbench reclaim``: usage, allocations (of ``team`` and ``pool``
+    if given), events, owned costs and the latest forecast run (or ``forecast_run``).
+    """
     for name in ("usage_daily", "allocations", "price_book", "sku_catalog"):
         if not ws.has_table(name):
             raise WorkbenchError(
@@ -253,11 +246,46 @@ def reclaim_command(
     rates = owned_cost(ws.read_table("price_book"), ws.read_table("sku_catalog"), pools=pools)
     events = ws.read_table("events") if ws.has_table("events") else None
     result = reclaim(usage, allocations, rates, settings, forecast=forecast, events=events)
+    run_id = _write_run(ws, result, settings, run, {"team": team, "pool": pool})
+    return ReclaimRun(run_id=run_id, result=result, forecast=run)
+
+
+def reclaim_command(
+    lookback: Annotated[int, typer.Option(help="Days of usage the used p50/p95 cover.")] = 90,
+    headroom: Annotated[
+        float, typer.Option(help="Fraction added on top of the need before rounding.")
+    ] = 0.1,
+    granularity: Annotated[
+        int, typer.Option(help="Round recommendations up to a multiple of this many chips.")
+    ] = 8,
+    team: Annotated[str | None, typer.Option(help="Only this team.")] = None,
+    pool: Annotated[str | None, typer.Option(help="Only this pool, ACCELERATOR/REGION.")] = None,
+    forecast_run: Annotated[
+        str | None,
+        typer.Option("--forecast-run", help="Forecast run id (default: the latest)."),
+    ] = None,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Also write the table to FILE (.csv or .parquet)."),
+    ] = None,
+    every_row: Annotated[
+        bool,
+        typer.Option(
+            "--all", help="Print every team-pool, not only those with chips to reclaim or idle."
+        ),
+    ] = False,
+    workspace: _WorkspaceOption = _DEFAULT_WORKSPACE,
+) -> None:
+    """Allocated chips teams do not need: recommended allocation, savings and risk."""
+    console = _console()
+    settings = ReclaimSettings(lookback_days=lookback, headroom=headroom, granularity=granularity)
+    ws = Workspace(workspace).require()
+    made = run_reclaim(ws, settings, team=team, pool=pool, forecast_run=forecast_run)
+    result, run, run_id = made.result, made.forecast, made.run_id
     source = (
         f"run {run.run_id}, team level" if run is not None else "none (used p95 x recent growth)"
     )
     _print(console, result, settings, source, every_row=every_row or bool(team or pool))
-    run_id = _write_run(ws, result, settings, run, {"team": team, "pool": pool})
     console.print(f"Run {run_id} committed: reclaim ({result.table.height} rows).")
     if out is not None:
         out.parent.mkdir(parents=True, exist_ok=True)
