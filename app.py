@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.ui import usage_page
+from workbench.ui import overview_page, usage_page
 from workbench.ui.cache import cached_filter_choices, table_version, workspace_root
 from workbench.ui.shell import draw_sidebar_filter, register_pages
 
@@ -17,12 +17,13 @@ st.set_page_config(page_title="Fleet Workbench", page_icon=":material/memory:", 
 sections: dict[str, list[st.Page]] = {
     "Fleet": [
         st.Page(
-            usage_page.render,
-            title="Usage",
-            icon=":material/monitoring:",
-            url_path="usage",
+            overview_page.render,
+            title="Fleet overview",
+            icon=":material/dashboard:",
+            url_path="overview",
             default=True,
         ),
+        st.Page(usage_page.render, title="Usage", icon=":material/monitoring:", url_path="usage"),
     ],
     "Plan": [],
     "Money": [],

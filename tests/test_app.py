@@ -8,6 +8,7 @@ import polars as pl
 import pytest
 from streamlit.testing.v1 import AppTest
 
+from tests.app_fixtures import go_to
 from workbench.ingest import ingest
 from workbench.store import Workspace
 from workbench.ui.format import chip_hours
@@ -31,7 +32,7 @@ def _app(workspace: Path, monkeypatch: pytest.MonkeyPatch) -> AppTest:
     app = AppTest.from_file(str(ROOT / "app.py"), default_timeout=60)
     app.run()
     assert not app.exception, app.exception
-    return app
+    return go_to(app, "usage")
 
 
 def _metrics(app: AppTest) -> dict[str, str]:
@@ -113,6 +114,7 @@ def test_empty_workspace_explains_what_to_do(tmp_path, monkeypatch):
     workspace = Workspace(tmp_path / "empty").init()
     app = _app(workspace.root, monkeypatch)
     assert "workbench demo" in app.info[0].value
+    assert "Usage" in app.title[0].value
 
 
 def test_usage_history_matches_a_plain_loop(app_workspace):
@@ -136,11 +138,11 @@ def test_a_link_with_query_parameters_opens_that_slice(app_workspace, monkeypatc
     app.query_params["accelerator"] = "tpu-v5p"
     app.query_params["region"] = "nowhere-1"
     app.run()
-    assert not app.exception, app.exception
-    assert app.selectbox(key="shell_accelerator").value == "tpu-v5p"
     # A value the data does not have falls back to All, with a warning naming it.
-    assert app.selectbox(key="shell_region").value == ALL
     assert any("nowhere-1" in w.value for w in app.sidebar.warning)
+    go_to(app, "usage")
+    assert app.selectbox(key="shell_accelerator").value == "tpu-v5p"
+    assert app.selectbox(key="shell_region").value == ALL
     expected = _expected(app_workspace, UsageFilter(accelerator="tpu-v5p", grain="week"))
     assert _metrics(app)["Used"] == _millions(expected["chip_hours_used"])
 

@@ -8,20 +8,31 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import date
 from pathlib import Path
 
 import polars as pl
 import streamlit as st
 
-from workbench.store import Workspace
+from workbench.overview import MonthlySpend, Slice, monthly_spend, pool_status, shortfall_risks
+from workbench.showback import Showback, ShowbackPolicy, showback
+from workbench.store import RunInfo, Workspace
+from workbench.tco import TcoAssumptions, tco_table
 from workbench.usage import UsageFilter, hour_pattern, usage_history, weekday_pattern
 
 __all__ = [
     "cached_filter_choices",
     "cached_hour_pattern",
+    "cached_monthly_spend",
+    "cached_pool_status",
+    "cached_run_output",
+    "cached_shortfall_risks",
+    "cached_showback",
     "cached_table",
+    "cached_tco_table",
     "cached_usage_history",
     "cached_weekday_pattern",
+    "latest_run",
     "table_version",
     "workspace_root",
 ]
@@ -90,3 +101,109 @@ def cached_weekday_pattern(root: str, usage_version: float, selection: UsageFilt
 def cached_hour_pattern(root: str, hourly_version: float, selection: UsageFilter) -> pl.DataFrame:
     """Average chip-hours per weekday and hour of a slice (from ``usage_hourly``)."""
     return hour_pattern(cached_table(root, "usage_hourly", hourly_version), selection)
+
+
+def latest_run(root: Path, kind: str, *, having: str | None = None) -> RunInfo | None:
+    """The newest committed run of a kind (that has the output ``having``), or None.
+
+    Not cached: listing runs reads one small manifest per run, and a new run must show at
+    once.
+    """
+    runs = [r for r in Workspace(root).runs(kind) if having is None or having in r.outputs()]
+    return runs[-1] if runs else None
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def cached_run_output(root: str, run_id: str, name: str) -> pl.DataFrame:
+    """One output of a run; runs never change once committed, so the id is the version."""
+    return Workspace(root).run(run_id).read(name)
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_pool_status(
+    root: str, usage_version: float, inventory_version: float, window_days: int, where: Slice
+) -> pl.DataFrame:
+    """Capacity and use per pool (see :func:`workbench.overview.pool_status`)."""
+    return pool_status(
+        cached_table(root, "usage_daily", usage_version),
+        cached_table(root, "inventory", inventory_version),
+        window_days=window_days,
+        where=where,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_monthly_spend(
+    root: str, versions: tuple[float, ...], where: Slice
+) -> MonthlySpend | None:
+    """Spend this month and last (see :func:`workbench.overview.monthly_spend`).
+
+    ``versions`` are the file versions of usage_daily, inventory, billing, price_book and
+    sku_catalog, in that order.
+    """
+    usage_v, inventory_v, billing_v, prices_v, catalog_v = versions
+    return monthly_spend(
+        cached_table(root, "usage_daily", usage_v),
+        cached_table(root, "inventory", inventory_v),
+        cached_table(root, "billing", billing_v),
+        cached_table(root, "price_book", prices_v) if prices_v else None,
+        cached_table(root, "sku_catalog", catalog_v) if catalog_v else None,
+        where=where,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_shortfall_risks(
+    root: str,
+    forecast_run: str,
+    inventory_version: float,
+    orders_version: float,
+    quarter: str,
+    where: Slice,
+) -> pl.DataFrame:
+    """Next quarter's shortfall risks of a forecast run against today's capacity."""
+    return shortfall_risks(
+        cached_run_output(root, forecast_run, "planning"),
+        cached_run_output(root, forecast_run, "scenarios"),
+        cached_table(root, "inventory", inventory_version),
+        cached_table(root, "orders", orders_version) if orders_version else None,
+        quarter,
+        where=where,
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_showback(
+    root: str,
+    versions: tuple[float, ...],
+    months: tuple[date, ...],
+    idle: str,
+    basis: str,
+) -> Showback:
+    """The showback of ``months`` (see :func:`workbench.showback.showback`), whole fleet.
+
+    ``versions`` are the file versions of usage_daily, inventory, billing, price_book and
+    sku_catalog, in that order; pages slice the result by the sidebar's filter.
+    """
+    usage_v, inventory_v, billing_v, prices_v, catalog_v = versions
+    return showback(
+        cached_table(root, "usage_daily", usage_v),
+        cached_table(root, "inventory", inventory_v),
+        cached_table(root, "billing", billing_v),
+        cached_table(root, "price_book", prices_v),
+        cached_table(root, "sku_catalog", catalog_v),
+        months,
+        ShowbackPolicy(idle=idle, basis=basis),  # type: ignore[arg-type]
+    )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_tco_table(
+    root: str, prices_version: float, catalog_version: float, utilization: float
+) -> pl.DataFrame:
+    """Owned cost per chip-hour by component, cloud prices and break-evens, every pool."""
+    return tco_table(
+        cached_table(root, "price_book", prices_version),
+        cached_table(root, "sku_catalog", catalog_version),
+        TcoAssumptions(utilization=utilization),
+    )

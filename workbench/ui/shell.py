@@ -16,6 +16,8 @@ from typing import Any
 import polars as pl
 import streamlit as st
 
+from workbench.overview import Slice
+
 __all__ = [
     "ALL",
     "DIMENSIONS",
@@ -56,6 +58,10 @@ class FleetFilter:
     def apply(self, frame: pl.DataFrame) -> pl.DataFrame:
         """Rows of ``frame`` in the slice."""
         return frame.filter(self.expression(frame.columns))
+
+    def as_slice(self) -> Slice:
+        """The same slice for library functions, where ``None`` means unfiltered."""
+        return Slice(*(None if getattr(self, d) == ALL else getattr(self, d) for d in DIMENSIONS))
 
     def query_params(self) -> dict[str, str]:
         """The slice as URL query parameters (dimensions left at ``All`` are omitted)."""
