@@ -26,6 +26,7 @@ from workbench.cli_costs import costs_command, tco_command
 from workbench.cli_forecast import backtest_command, forecast_command
 from workbench.cli_plan import plan_command, replay_command
 from workbench.cli_reclaim import reclaim_command
+from workbench.cli_report import report_app
 from workbench.errors import WorkbenchError
 from workbench.ingest import INGEST_KINDS, IngestOptions
 from workbench.store import Workspace
@@ -56,6 +57,7 @@ quarantine_app = typer.Typer(
 )
 app.add_typer(runs_app, name="runs")
 app.add_typer(quarantine_app, name="quarantine")
+app.add_typer(report_app, name="report")
 app.command("costs")(costs_command)
 app.command("tco")(tco_command)
 app.command("forecast")(forecast_command)
