@@ -434,11 +434,11 @@ def demo(
     / "data_samples",
     serve: Annotated[bool, typer.Option(help="Start the app when done.")] = True,
     forecast: Annotated[
-        bool, typer.Option(help="Forecast demand for every pool and team after ingesting.")
+        bool, typer.Option(help="After ingesting: forecast, then plan, reclaim and costs.")
     ] = True,
     port: Annotated[int, typer.Option(help="Port for the app.")] = 8501,
 ) -> None:
-    """The main job on the bundled sample fleet: ingest everything, forecast, open the app."""
+    """The main job on the bundled sample fleet: ingest, forecast, plan, reclaim, costs, app."""
     from workbench.ingest import ingest as run_ingest
 
     ws = Workspace(workspace).init()
@@ -484,8 +484,54 @@ def demo(
         from workbench.forecasting import ForecastSettings
 
         run_fleet_forecast(ws, ForecastSettings(), quiet=True)
+        _demo_plan_reclaim_costs(ws)
     if serve:
         app_command(workspace=workspace, port=port, address="127.0.0.1")
+
+
+def _demo_plan_reclaim_costs(ws: Workspace) -> None:
+    """After the demo's forecast: the plan, reclaim and costs runs every app page reads.
+
+    The same library paths as ``workbench plan``, ``workbench reclaim`` and ``workbench
+    costs --month all --by month,team,accelerator`` with their defaults, quietly, with
+    progress and one summary line each.
+    """
+    from workbench.cli_costs import run_costs
+    from workbench.cli_plan import run_plan
+    from workbench.cli_reclaim import run_reclaim
+    from workbench.money import format_usd
+    from workbench.planning_inputs import InputSettings
+    from workbench.procurement import PlanLimits
+    from workbench.reclaim import ReclaimSettings
+    from workbench.showback import ShowbackPolicy
+
+    with _progress() as progress:
+        task = progress.add_task("planning procurement", total=3)
+        plan = run_plan(ws, PlanLimits(), InputSettings())
+        progress.advance(task)
+        progress.update(task, description="reclaim recommendations")
+        reclaimed = run_reclaim(ws, ReclaimSettings())
+        progress.advance(task)
+        progress.update(task, description="costs (showback) of every month")
+        costs = run_costs(ws, ["month", "team", "accelerator"], "all", ShowbackPolicy())
+        progress.advance(task)
+    summary = plan.result.summary()
+    console.print(
+        f"Plan run {plan.run_id}: buy {summary['buy_chips']:,} chips, expected cost "
+        f"{format_usd(summary['expected_cost_cents'])} over "
+        f"{plan.result.rows['quarter'].n_unique()} quarters."
+    )
+    table = reclaimed.result.table
+    console.print(
+        f"Reclaim run {reclaimed.run_id}: {int(table['reclaimable_chips'].sum()):,} chips "
+        f"reclaimable, {format_usd(int(table['annual_savings_usd'].sum() * 100))} a year."
+    )
+    months = costs.result.months
+    console.print(
+        f"Costs run {costs.run_id}: {months[0]:%Y-%m} to {months[-1]:%Y-%m}, "
+        f"{format_usd(int(costs.check['pool_cost_cents'].sum()))} in all"
+        + (", reconciled to the cent." if bool(costs.check["balanced"].all()) else ".")
+    )
 
 
 def main() -> None:
