@@ -23,7 +23,10 @@ it). The search runs in float32 on standardised series (ETS with additive errors
 equivariant to affine changes of scale); a final float64 pass with the chosen parameters
 gives the likelihood and the final states. Parameter ranges are those of statsmodels:
 ``alpha`` in [1e-4, 0.9999], ``beta`` in [0, alpha], ``gamma`` in [0, 1 - alpha], ``phi``
-in [0.8, 0.98].
+in [0.8, 0.98] *per month*: that range was made for monthly and coarser data, and at a daily
+step ``phi = 0.98`` would end any trend within two months. Data finer than monthly takes
+the range per step that damps as much per month (``0.8 ** (1/30.4)`` to ``0.98 ** (1/30.4)``
+for daily data), so a damped trend means the same thing at every frequency.
 
 Selection. Per series, the form with the lowest AICc, counting smoothing parameters,
 initial states and the variance as parameters. Seasonal forms need two full seasons
@@ -54,10 +57,18 @@ from models.base import Capabilities, Forecaster
 from models.baselines import centred_moving_average, left_align
 from models.panel import Panel
 
-__all__ = ["ETS", "EtsForm"]
+__all__ = ["ETS", "EtsForm", "phi_range"]
 
 _ALPHA_RANGE = (1e-4, 0.9999)
-_PHI_RANGE = (0.8, 0.98)
+_PHI_RANGE = (0.8, 0.98)  # per month (or per step for monthly and coarser data)
+
+
+def phi_range(steps_per_month: float) -> tuple[float, float]:
+    """The damping range per step: :data:`_PHI_RANGE` per month, spread over its steps."""
+    steps = max(1.0, steps_per_month)
+    return (_PHI_RANGE[0] ** (1.0 / steps), _PHI_RANGE[1] ** (1.0 / steps))
+
+
 _SEARCH_ROUNDS = 8
 _FIRST_STEP = 0.25
 _INIT_POINTS = 10
@@ -121,8 +132,13 @@ class EtsForm:
         states = 1 + int(self.trend) + (period if self.seasonal else 0)
         return self.n_smoothing + states + 1
 
-    def smoothing(self, unit: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-        """Map search coordinates in [0, 1] (``(n_smoothing, ...)``) to alpha, beta, gamma, phi."""
+    def smoothing(
+        self, unit: np.ndarray, phis: tuple[float, float] = _PHI_RANGE
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """Map search coordinates in [0, 1] (``(n_smoothing, ...)``) to alpha, beta, gamma, phi.
+
+        ``phis`` is the damping range per step (see :func:`phi_range`).
+        """
         low, high = _ALPHA_RANGE
         alpha = low + (high - low) * unit[0]
         row = 1
@@ -136,7 +152,7 @@ class EtsForm:
             gamma = (1.0 - alpha) * unit[row]
             row += 1
         if self.damped:
-            phi = _PHI_RANGE[0] + (_PHI_RANGE[1] - _PHI_RANGE[0]) * unit[row]
+            phi = phis[0] + (phis[1] - phis[0]) * unit[row]
         return alpha, beta, gamma, phi
 
 
@@ -279,6 +295,7 @@ class ETS(Forecaster):
         if not forms:
             raise ValueError("ETS needs at least one form")
         period = max(self.season_length_, 1)
+        self.phi_range_ = phi_range(self.panel_.freq.steps_per_month)
         values, valid_mask = left_align(panel)
         lengths = panel.lengths.astype(np.int64)
         n_series = values.shape[0]
@@ -444,8 +461,8 @@ class ETS(Forecaster):
             step /= 2
         return best
 
-    @staticmethod
     def _evaluate(
+        self,
         forms: Sequence[EtsForm],
         probes: Sequence[np.ndarray],
         scales: Mapping[bool, np.ndarray],
@@ -468,7 +485,7 @@ class ETS(Forecaster):
         row = 0
         for f, unit in zip(forms, probes, strict=True):
             count = unit.shape[1]
-            alpha, beta, gamma, phi = f.smoothing(unit)
+            alpha, beta, gamma, phi = f.smoothing(unit, self.phi_range_)
             level, slope, season = starts[f.log, f.seasonal]
             parts[0].append(alpha)
             parts[1].append(beta)

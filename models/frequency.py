@@ -19,6 +19,20 @@ __all__ = ["FREQUENCY_KINDS", "Frequency"]
 FREQUENCY_KINDS = ("hourly", "daily", "weekly", "monthly", "quarterly")
 
 _WORDS = {"hourly": "1h", "daily": "1d", "weekly": "1w", "monthly": "1mo", "quarterly": "3mo"}
+_DAYS_PER_MONTH = 365.25 / 12
+_UNIT_DAYS = {
+    "ns": 1 / 86_400e9,
+    "us": 1 / 86_400e6,
+    "ms": 1 / 86_400e3,
+    "s": 1 / 86_400,
+    "m": 1 / 1_440,
+    "h": 1 / 24,
+    "d": 1.0,
+    "w": 7.0,
+    "mo": _DAYS_PER_MONTH,
+    "q": 3 * _DAYS_PER_MONTH,
+    "y": 365.25,
+}
 _ALIASES = {"h": "1h", "d": "1d", "w": "1w", "7d": "1w", "mo": "1mo", "m": "1mo", "q": "3mo"}
 
 
@@ -62,6 +76,19 @@ class Frequency:
     def season_length(self) -> int:
         """The main seasonal period (1 when there is none): 7 for daily, 24 for hourly."""
         return self.seasonal_periods[0] if self.seasonal_periods else 1
+
+    @property
+    def step_days(self) -> float:
+        """The step's length in days (months and years at their average length)."""
+        every = "7d" if self.every == "1w" else self.every
+        digits = "".join(c for c in every if c.isdigit())
+        count, unit = int(digits or 1), every[len(digits) :]
+        return count * _UNIT_DAYS.get(unit, 1.0)
+
+    @property
+    def steps_per_month(self) -> float:
+        """Steps in an average month: 30.4375 for daily data, 1 for monthly, 1/3 quarterly."""
+        return _DAYS_PER_MONTH / self.step_days
 
     def future(self, last: date | datetime, steps: int) -> pl.Series:
         """Return the ``steps`` timestamps after ``last``, of the same type as ``last``."""

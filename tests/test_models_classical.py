@@ -21,7 +21,7 @@ from models.baselines import (
     left_align,
     m4_seasonal_indices,
 )
-from models.ets import ETS, EtsForm
+from models.ets import ETS, EtsForm, phi_range
 from models.frequency import Frequency
 from models.panel import Panel
 from models.theta import Theta
@@ -213,6 +213,44 @@ def test_ets_log_forms_do_not_explode_on_volatile_series() -> None:
     out = model.predict_panel(90, (0.5, 0.9))
     assert np.all(out.mean <= 1.2 * out.quantiles[0.5][:, :1])
     assert np.all(out.mean >= out.quantiles[0.5])
+
+
+@pytest.mark.parametrize(
+    ("freq", "days", "per_month"),
+    [
+        ("daily", 1.0, 30.4375),
+        ("hourly", 1 / 24, 730.5),
+        ("weekly", 7.0, 30.4375 / 7),
+        ("monthly", 30.4375, 1.0),
+        ("quarterly", 91.3125, 1 / 3),
+    ],
+)
+def test_frequency_step_length(freq: str, days: float, per_month: float) -> None:
+    frequency = Frequency.parse(freq)
+    assert frequency.step_days == pytest.approx(days)
+    assert frequency.steps_per_month == pytest.approx(per_month)
+
+
+def test_damping_range_means_the_same_per_month_at_every_frequency() -> None:
+    assert phi_range(1.0) == (0.8, 0.98)
+    assert phi_range(1 / 3) == (0.8, 0.98)  # coarser than monthly: statsmodels' range
+    low, high = phi_range(Frequency.parse("daily").steps_per_month)
+    assert low**30.4375 == pytest.approx(0.8)
+    assert high**30.4375 == pytest.approx(0.98)
+
+
+def test_daily_damped_trend_keeps_growing_past_two_months() -> None:
+    # A steady 2%-a-week growth: with the per-step range of monthly data (phi <= 0.98) the
+    # trend would die out within weeks and the forecast would stall below the path.
+    rng = np.random.default_rng(21)
+    t = np.arange(400)
+    y = 1000 * np.exp(0.02 / 7 * t) * (1 + rng.normal(0, 0.01, t.size))
+    model = ETS(forms=("log_AAdN",)).fit_panel(make_panel([y]))
+    median = np.log(model.predict_panel(91, (0.5,)).quantiles[0.5][0])
+    first_step, last_step = median[1] - median[0], median[-1] - median[-2]
+    assert last_step > 0.4 * first_step  # phi <= 0.98 per day would leave 0.98**90 = 16%
+    truth = 1000 * np.exp(0.02 / 7 * (t[-1] + 91))
+    assert np.exp(median[-1]) > 0.85 * truth
 
 
 @pytest.mark.parametrize(
