@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.ui import costs_page, overview_page, usage_page
+from workbench.ui import costs_page, forecast_page, overview_page, usage_page
 from workbench.ui.cache import cached_filter_choices, table_version, workspace_root
 from workbench.ui.shell import draw_sidebar_filter, register_pages
 
@@ -25,7 +25,14 @@ sections: dict[str, list[st.Page]] = {
         ),
         st.Page(usage_page.render, title="Usage", icon=":material/monitoring:", url_path="usage"),
     ],
-    "Plan": [],
+    "Plan": [
+        st.Page(
+            forecast_page.render,
+            title="Forecast explorer",
+            icon=":material/timeline:",
+            url_path="forecast",
+        ),
+    ],
     "Money": [
         st.Page(costs_page.render, title="Costs", icon=":material/payments:", url_path="costs"),
     ],

@@ -101,7 +101,7 @@ def test_shortfall_risks_come_from_the_latest_forecast(workspace, monkeypatch):
 def test_links_to_detail_pages_keep_the_filter(workspace, monkeypatch):
     app = open_app(workspace.root, monkeypatch, query={"region": "us-east4"})
     links = {link.proto.page: link.proto for link in app.get("page_link")}
-    assert "usage" in links
+    assert {"usage", "forecast"} <= set(links)
     assert links["usage"].query_string == "region=us-east4"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import polars as pl
 import streamlit as st
 
+from workbench.forecast_explorer import decompose
 from workbench.overview import MonthlySpend, Slice, monthly_spend, pool_status, shortfall_risks
 from workbench.showback import Showback, ShowbackPolicy, showback
 from workbench.store import RunInfo, Workspace
@@ -21,6 +22,7 @@ from workbench.tco import TcoAssumptions, tco_table
 from workbench.usage import UsageFilter, hour_pattern, usage_history, weekday_pattern
 
 __all__ = [
+    "cached_decomposition",
     "cached_filter_choices",
     "cached_hour_pattern",
     "cached_monthly_spend",
@@ -207,3 +209,10 @@ def cached_tco_table(
         cached_table(root, "sku_catalog", catalog_version),
         TcoAssumptions(utilization=utilization),
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_decomposition(root: str, run_id: str, series_id: str) -> pl.DataFrame:
+    """STL trend and weekly seasonality of one series' history in a forecast run."""
+    history = cached_run_output(root, run_id, "history")
+    return decompose(history.filter(pl.col("series_id") == series_id).select("ds", "y"))
