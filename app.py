@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.ui import costs_page, forecast_page, overview_page, usage_page
+from workbench.ui import costs_page, forecast_page, overview_page, plan_page, usage_page
 from workbench.ui.cache import cached_filter_choices, table_version, workspace_root
 from workbench.ui.shell import draw_sidebar_filter, register_pages
 
@@ -31,6 +31,12 @@ sections: dict[str, list[st.Page]] = {
             title="Forecast explorer",
             icon=":material/timeline:",
             url_path="forecast",
+        ),
+        st.Page(
+            plan_page.render,
+            title="Procurement plan",
+            icon=":material/shopping_cart:",
+            url_path="plan",
         ),
     ],
     "Money": [
