@@ -16,6 +16,7 @@ import streamlit as st
 
 from workbench.forecast_explorer import decompose
 from workbench.overview import MonthlySpend, Slice, monthly_spend, pool_status, shortfall_risks
+from workbench.reclaim_views import team_history
 from workbench.showback import Showback, ShowbackPolicy, showback
 from workbench.store import RunInfo, Workspace
 from workbench.tco import TcoAssumptions, tco_table
@@ -32,6 +33,7 @@ __all__ = [
     "cached_showback",
     "cached_table",
     "cached_tco_table",
+    "cached_team_history",
     "cached_usage_history",
     "cached_weekday_pattern",
     "latest_run",
@@ -216,3 +218,17 @@ def cached_decomposition(root: str, run_id: str, series_id: str) -> pl.DataFrame
     """STL trend and weekly seasonality of one series' history in a forecast run."""
     history = cached_run_output(root, run_id, "history")
     return decompose(history.filter(pl.col("series_id") == series_id).select("ds", "y"))
+
+
+@st.cache_data(show_spinner=False, max_entries=32)
+def cached_team_history(
+    root: str, usage_version: float, allocations_version: float, team: str, first: date, last: date
+) -> pl.DataFrame:
+    """One team's daily used and allocated chips per pool (reclaim's measure of use)."""
+    return team_history(
+        cached_table(root, "usage_daily", usage_version),
+        cached_table(root, "allocations", allocations_version),
+        team,
+        first,
+        last,
+    )
