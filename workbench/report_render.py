@@ -412,6 +412,15 @@ def render_html(
                 str(key[0]): rows.to_dicts() for key, rows in report.events.group_by("accelerator")
             },
             plan_rows=plan_rows,
+            decision_rows=report.plan.filter(
+                (pl.col("quarter") == report.quarter)
+                & (
+                    (pl.col("buy_chips") > 0)
+                    | (pl.col("commit_1y_chips") + pl.col("commit_3y_chips") >= 0.5)
+                    | (pl.col("burst_mean") >= 0.5)
+                    | (pl.col("shortfall_probability") > 0)
+                )
+            ).to_dicts(),
             plan_total={
                 "buy_chips": int(report.plan["buy_chips"].sum()),
                 "cost_cents": int(report.plan["cost_cents"].sum()),
