@@ -336,6 +336,10 @@ def test_fleet_forecast_on_the_sample_fleet_is_coherent_and_complete(
     assert result.events_removed["chip_days_removed"].sum() > 0
     assert result.events_applied.height > 0
     assert set(result.outputs()) >= {"forecast", "backtest", "selection", "fallbacks", "planning"}
+    # Every level was calibrated on its reconciled backtests (the fleet pooled with the
+    # accelerators: one node has too few windows of its own).
+    groups = set(result.level_calibration["group"])
+    assert "team" in groups and any(g.startswith("fleet+") for g in groups)
 
 
 @pytest.mark.slow

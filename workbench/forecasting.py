@@ -35,7 +35,13 @@ from typing import Any
 import numpy as np
 import polars as pl
 
-from models.engine import DEFAULT_CANDIDATES, EngineConfig, EngineResult, run_engine
+from models.engine import (
+    DEFAULT_CANDIDATES,
+    EngineConfig,
+    EngineResult,
+    backtest_cutoffs,
+    run_engine,
+)
 from models.frequency import Frequency
 from models.panel import Panel
 from models.quantiles import DEFAULT_QUANTILES, quantile_column
@@ -43,10 +49,12 @@ from workbench.errors import WorkbenchError
 from workbench.executors import Executor, SerialExecutor
 from workbench.hierarchy import (
     METHODS,
+    Hierarchy,
     aggregate,
     build_hierarchy,
     reconcile,
 )
+from workbench.level_calibration import backtest_frame, calibrate_levels
 
 __all__ = [
     "FleetForecast",
@@ -82,6 +90,7 @@ class ForecastSettings:
     workers: int | None = None
     chunks: int | None = None
     sample_paths: int = 1000
+    level_calibration: bool = True
     model_settings: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
@@ -665,6 +674,7 @@ class FleetForecast:
     events_removed: pl.DataFrame
     cold_start: pl.DataFrame
     adjustments: pl.DataFrame
+    level_calibration: pl.DataFrame
     notes: tuple[str, ...]
     timings: dict[str, float]
 
@@ -683,6 +693,7 @@ class FleetForecast:
             "events_removed": self.events_removed,
             "cold_start": self.cold_start,
             "reconciliation": self.adjustments,
+            "level_calibration": self.level_calibration,
         }
 
 
@@ -710,6 +721,49 @@ def _impute_residuals(
             pl.col(sid).fill_nan(None).fill_null(pl.col(parent) * share).alias(sid)
         )
     return wide.unpivot(index="step", variable_name="series_id", value_name="residual").drop_nulls()
+
+
+def _calibrate_levels(
+    forecast: pl.DataFrame,
+    result: EngineResult,
+    hierarchy: Hierarchy,
+    history: pl.DataFrame,
+    history_end: date,
+    settings: ForecastSettings,
+    residuals: pl.DataFrame,
+) -> Any:
+    """Reconcile the backtest windows like the forecast, then calibrate level by level."""
+    config = settings.engine_config()
+    backtest = backtest_frame(
+        history.select("series_id", "ds", "y"),
+        result.residuals,
+        history_end=history_end,
+        horizon=settings.horizon,
+        removed=backtest_cutoffs(config),
+    )
+    if settings.reconcile != "none":
+        reconciled = reconcile(
+            hierarchy,
+            backtest.select("series_id", "step", "mean"),
+            settings.reconcile,  # type: ignore[arg-type]
+            residuals=residuals,
+            history=history.rename({"ds": "step"}),
+            residual_index="step",
+            time_col="step",
+        )
+        backtest = backtest.drop("mean").join(
+            reconciled.forecast.select("series_id", "step", "mean"),
+            on=["series_id", "step"],
+            how="left",
+        )
+    return calibrate_levels(
+        forecast,
+        backtest,
+        hierarchy.nodes.select("series_id", "level"),
+        history.select("series_id", "ds", "y"),
+        quantiles=settings.quantiles,
+        buckets=config.bucket_of(np.arange(1, settings.horizon + 1)),
+    )
 
 
 def forecast_fleet(
@@ -769,8 +823,8 @@ def forecast_fleet(
         )
     stage("reconcile")
     adjustments = pl.DataFrame()
+    residuals = _impute_residuals(result.residuals, nodes, history)
     if settings.reconcile != "none":
-        residuals = _impute_residuals(result.residuals, nodes, history)
         reconciled = reconcile(
             hierarchy,
             forecast,
@@ -786,6 +840,14 @@ def forecast_fleet(
             notes.append(
                 f"reconciliation used {reconciled.method_used} instead of {settings.reconcile}"
             )
+    stage("level calibration")
+    level_table = pl.DataFrame()
+    if settings.level_calibration and settings.windows > 0:
+        calibrated = _calibrate_levels(
+            forecast, result, hierarchy, history, history_end, settings, residuals
+        )
+        forecast, level_table = calibrated.forecast, calibrated.table
+        notes.extend(calibrated.notes)
     stage("planning")
     pools = forecast.drop("level", strict=False).join(
         nodes.select("series_id", "level"), on="series_id", how="left"
@@ -838,6 +900,7 @@ def forecast_fleet(
         events_removed=removed,
         cold_start=young,
         adjustments=adjustments,
+        level_calibration=level_table,
         notes=tuple(notes),
         timings=durations,
     )
