@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from workbench.ui import costs_page, forecast_page, overview_page, plan_page, usage_page
+from workbench.ui import (
+    costs_page,
+    forecast_page,
+    overview_page,
+    plan_page,
+    runs_page,
+    usage_page,
+)
 from workbench.ui.cache import cached_filter_choices, table_version, workspace_root
 from workbench.ui.shell import draw_sidebar_filter, register_pages
 
@@ -42,7 +49,9 @@ sections: dict[str, list[st.Page]] = {
     "Money": [
         st.Page(costs_page.render, title="Costs", icon=":material/payments:", url_path="costs"),
     ],
-    "Data": [],
+    "Data": [
+        st.Page(runs_page.render, title="Runs", icon=":material/history:", url_path="runs"),
+    ],
 }
 sections = {name: pages for name, pages in sections.items() if pages}
 
