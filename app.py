@@ -13,6 +13,7 @@ from workbench.ui import (
     forecast_page,
     overview_page,
     plan_page,
+    reclaim_page,
     runs_page,
     usage_page,
 )
@@ -44,6 +45,12 @@ sections: dict[str, list[st.Page]] = {
             title="Procurement plan",
             icon=":material/shopping_cart:",
             url_path="plan",
+        ),
+        st.Page(
+            reclaim_page.render,
+            title="Reclaim",
+            icon=":material/recycling:",
+            url_path="reclaim",
         ),
     ],
     "Money": [
