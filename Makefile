@@ -9,7 +9,7 @@ WORKSPACE ?= workspace
 PORT ?= 8501
 
 .DEFAULT_GOAL := help
-.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest bench-forecast bench-plan clean
+.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest bench-forecast bench-calibration bench-plan clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -61,6 +61,9 @@ $(AUTOETS_VENV)/.installed-stamp:
 
 bench-forecast: env $(AUTOETS_VENV)/.installed-stamp  ## forecasting: ours vs AutoETS, Prophet, seasonal naive (1,000 + 10,000 series)
 	$(PY) benchmarks/forecast_bench.py
+
+bench-calibration: env  ## held-out interval coverage at every level (fleet, accelerator, pool, team)
+	$(PY) benchmarks/level_coverage.py
 
 bench-plan: env  ## procurement solve time against pools and scenarios (MILP and LP + repair)
 	$(PY) benchmarks/plan_bench.py
