@@ -10,6 +10,7 @@ import streamlit as st
 
 from workbench.ui import (
     costs_page,
+    data_page,
     forecast_page,
     overview_page,
     plan_page,
@@ -57,6 +58,7 @@ sections: dict[str, list[st.Page]] = {
         st.Page(costs_page.render, title="Costs", icon=":material/payments:", url_path="costs"),
     ],
     "Data": [
+        st.Page(data_page.render, title="Data", icon=":material/database:", url_path="data"),
         st.Page(runs_page.render, title="Runs", icon=":material/history:", url_path="runs"),
     ],
 }
