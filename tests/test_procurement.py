@@ -164,6 +164,26 @@ def test_lp_relaxation_with_repair_respects_lots_and_limits() -> None:
     assert result.unmet.sum() == pytest.approx(0)
 
 
+def test_a_failing_mip_solver_still_gives_a_plan_and_says_so(monkeypatch) -> None:
+    import scipy.optimize
+
+    from workbench import procurement
+
+    calls = []
+
+    def broken(*args: Any, **kwargs: Any) -> Any:
+        calls.append(kwargs.get("integrality"))
+        if len(calls) == 1:  # the MIP fails as HiGHS sometimes does; later solves work
+            return scipy.optimize.OptimizeResult(x=None, status=4, message="HiGHS Status 4")
+        return scipy.optimize.milp(*args, **kwargs)
+
+    monkeypatch.setattr(procurement, "milp", broken)
+    result = solve_plan(inputs([[0, 100, 100, 100]]), PlanLimits(), measure_shortfall=False)
+    assert "MIP solver failed" in result.solver_note and "HiGHS Status 4" in result.solver_note
+    assert float(result.buy_lots.sum()).is_integer() and result.buy_lots.sum() > 0
+    assert result.unmet.sum() == pytest.approx(0)
+
+
 _demands = st.lists(st.floats(0, 200), min_size=3, max_size=3)
 
 

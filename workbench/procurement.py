@@ -596,6 +596,19 @@ def _repair(program: _Program, x: np.ndarray, inputs: PlanInputs) -> np.ndarray:
     return lots
 
 
+def _lp_round(program: _Program, limits: PlanLimits, inputs: PlanInputs) -> tuple[np.ndarray, str]:
+    """The LP relaxation, lots rounded up and repaired to the limits, recourse recomputed."""
+    pt = program.layout.pt
+    relaxed = _run_lp(program, limits)
+    lots = _repair(program, relaxed, inputs)
+    if limits.fungible:
+        lower, upper = program.lower.copy(), program.upper.copy()
+        lower[:pt] = lots
+        upper[:pt] = lots
+        return _run(program, limits, lower, upper)
+    return _recourse(program, relaxed, lots, inputs), ""
+
+
 def solve_plan(
     inputs: PlanInputs, limits: PlanLimits | None = None, *, measure_shortfall: bool = True
 ) -> PlanResult:
@@ -607,20 +620,24 @@ def solve_plan(
     limits = limits or PlanLimits()
     began = time.perf_counter()
     program = _build(inputs, limits)
-    pt = program.layout.pt
-    note = ""
     if limits.method == "lp_round":
-        relaxed = _run_lp(program, limits)
-        lots = _repair(program, relaxed, inputs)
-        if limits.fungible:
-            lower, upper = program.lower.copy(), program.upper.copy()
-            lower[:pt] = lots
-            upper[:pt] = lots
-            x, note = _run(program, limits, lower, upper)
-        else:
-            x = _recourse(program, relaxed, lots, inputs)
+        x, note = _lp_round(program, limits, inputs)
     else:
-        x, note = _run(program, limits, program.lower, program.upper)
+        try:
+            x, note = _run(program, limits, program.lower, program.upper)
+        except WorkbenchError as exc:
+            # HiGHS' MIP driver can stop with an internal error on a feasible program (the
+            # program always is: unmet demand is a variable); the LP path still gives a plan.
+            x, note = _lp_round(program, limits, inputs)
+            note = "; ".join(
+                filter(
+                    None,
+                    [
+                        f"the MIP solver failed ({exc}); used the LP relaxation with whole lots",
+                        note,
+                    ],
+                )
+            )
     seconds = time.perf_counter() - began
     limit_frame = _binding_limits(program, x, inputs, limits, measure_shortfall)
     return replace(_explain(inputs, limits, program, x, seconds, limit_frame), solver_note=note)
