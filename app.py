@@ -16,6 +16,7 @@ from workbench.ui import (
     plan_page,
     reclaim_page,
     runs_page,
+    scenarios_page,
     usage_page,
 )
 from workbench.ui.cache import cached_filter_choices, table_version, workspace_root
@@ -40,6 +41,12 @@ sections: dict[str, list[st.Page]] = {
             title="Forecast explorer",
             icon=":material/timeline:",
             url_path="forecast",
+        ),
+        st.Page(
+            scenarios_page.render,
+            title="Scenarios",
+            icon=":material/alt_route:",
+            url_path="scenarios",
         ),
         st.Page(
             plan_page.render,

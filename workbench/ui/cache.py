@@ -17,6 +17,7 @@ import streamlit as st
 from workbench.forecast_explorer import decompose
 from workbench.overview import MonthlySpend, Slice, monthly_spend, pool_status, shortfall_risks
 from workbench.reclaim_views import team_history
+from workbench.scenarios import ScenarioOutcome, read_outcome
 from workbench.showback import Showback, ShowbackPolicy, showback
 from workbench.store import RunInfo, Workspace
 from workbench.tco import TcoAssumptions, tco_table
@@ -29,6 +30,7 @@ __all__ = [
     "cached_monthly_spend",
     "cached_pool_status",
     "cached_run_output",
+    "cached_scenario_outcome",
     "cached_shortfall_risks",
     "cached_showback",
     "cached_table",
@@ -232,3 +234,9 @@ def cached_team_history(
         first,
         last,
     )
+
+
+@st.cache_data(show_spinner=False, max_entries=16)
+def cached_scenario_outcome(root: str, run_id: str) -> ScenarioOutcome:
+    """A scenario run's baseline vs scenario tables (a committed run never changes)."""
+    return read_outcome(Workspace(root).run(run_id))
