@@ -43,6 +43,7 @@ __all__ = [
     "DEFAULT_CANDIDATES",
     "DEFAULT_FALLBACK",
     "EXPLOSION_FACTOR",
+    "QUANTILE_EXPLOSION_FACTOR",
     "ChunkResult",
     "EngineConfig",
     "EngineResult",
@@ -58,6 +59,9 @@ DEFAULT_CANDIDATES: tuple[str, ...] = ("seasonal_naive", "naive2", "theta", "ets
 DEFAULT_FALLBACK: tuple[str, ...] = ("theta", "seasonal_naive", "naive")
 #: A forecast above this multiple of the history's maximum counts as exploded.
 EXPLOSION_FACTOR = 10.0
+#: An upper quantile above this multiple of the history's maximum counts as exploded too
+#: (a log-scale trend's variance can compound to absurd tails while the mean stays sane).
+QUANTILE_EXPLOSION_FACTOR = 100.0
 ENSEMBLE = "ensemble"
 #: At most this many series per chunk contribute errors to the conformal calibration pool.
 CALIBRATION_SAMPLE = 400
@@ -164,16 +168,22 @@ def _nanmean(values: np.ndarray, axis: int) -> np.ndarray:
     return np.divide(sums, counts, out=np.full(sums.shape, np.nan), where=counts > 0)
 
 
-def _exploded(mean: np.ndarray, history: np.ndarray) -> np.ndarray:
-    """Rows whose forecast is not finite or exceeds EXPLOSION_FACTOR x the history's max.
+def _exploded(mean: np.ndarray, history: np.ndarray, upper: np.ndarray | None = None) -> np.ndarray:
+    """Rows whose forecast is not finite or beyond a multiple of the history's maximum.
+
+    The mean may not exceed EXPLOSION_FACTOR x that maximum, the ``upper`` quantile not
+    QUANTILE_EXPLOSION_FACTOR x it.
 
     Rows already NaN (a model's reported failure) are left to their recorded reason.
     """
     failed = np.isnan(mean).all(axis=1)
-    top = np.max(np.where(np.isnan(history), 0.0, np.abs(history)), axis=1)
-    ceiling = EXPLOSION_FACTOR * np.maximum(top, 1e-9)
+    top = np.maximum(np.max(np.where(np.isnan(history), 0.0, np.abs(history)), axis=1), 1e-9)
     peak = np.max(np.where(np.isnan(mean), -np.inf, mean), axis=1)
-    return ~failed & (~np.isfinite(mean).all(axis=1) | (peak > ceiling))
+    exploded = ~np.isfinite(mean).all(axis=1) | (peak > EXPLOSION_FACTOR * top)
+    if upper is not None:
+        tail = np.max(np.where(np.isnan(upper), -np.inf, upper), axis=1)
+        exploded |= (tail > QUANTILE_EXPLOSION_FACTOR * top) | np.isposinf(upper).any(axis=1)
+    return ~failed & exploded
 
 
 def _fit_predict(
@@ -214,12 +224,21 @@ def _fit_predict(
     for sid, why in getattr(model, "failures_", {}).items():
         reasons[index[sid]] = why
         mean[index[sid]] = np.nan
-    exploded = _exploded(mean[rows], sub.values)
+    highest = max(levels) if levels else None
+    upper = qs[highest][rows] if highest is not None and highest > 0.5 else None
+    exploded = _exploded(mean[rows], sub.values, upper)
     for row in rows[exploded].tolist():
         if row not in reasons:
             top = float(np.nanmax(panel.series(row)))
             peak = float(np.nanmax(mean[row]))
-            reasons[row] = f"forecast exploded (max {peak:.4g} vs history {top:.4g})"
+            if upper is not None and peak <= EXPLOSION_FACTOR * top:
+                tail = float(np.nanmax(qs[highest][row]))  # type: ignore[index]
+                reasons[row] = (
+                    f"forecast exploded (quantile {highest:g} up to {tail:.4g} vs history "
+                    f"{top:.4g})"
+                )
+            else:
+                reasons[row] = f"forecast exploded (max {peak:.4g} vs history {top:.4g})"
     return mean, qs, reasons
 
 

@@ -59,6 +59,19 @@ class Exploding(Mean):
         return mean * 1_000, {q: v * 1_000 for q, v in qs.items()}
 
 
+class WildTails(Mean):
+    """A sane mean with an absurd upper tail, as a log-scale trend's variance can give."""
+
+    name: ClassVar[str] = "wild_tails"
+
+    def _predict_panel(
+        self, horizon: int, quantiles: tuple[float, ...], future: Mapping[str, np.ndarray]
+    ) -> tuple[np.ndarray, dict[float, np.ndarray]]:
+        mean, qs = super()._predict_panel(horizon, quantiles, future)
+        top = max(quantiles)
+        return mean, {q: v * (1e6 if q == top else 1.0) for q, v in qs.items()}
+
+
 class Flaky(Mean):
     """Cannot fit the series named 'walk-1' (as a per-series model reports a failure)."""
 
@@ -85,7 +98,7 @@ class Overconfident(Naive):
 @pytest.fixture(autouse=True)
 def _test_models(monkeypatch: pytest.MonkeyPatch) -> None:
     catalog = dict(models.catalog.MODELS)
-    for cls in (Mean, Broken, Exploding, Flaky, Overconfident):
+    for cls in (Mean, Broken, Exploding, WildTails, Flaky, Overconfident):
         catalog[cls.name] = cls
     monkeypatch.setattr(models.catalog, "MODELS", catalog)
 
@@ -156,6 +169,14 @@ def test_an_exploding_forecast_falls_back() -> None:
     result = run_engine(panel, config)
     assert result.fallbacks["reason"].str.contains("exploded").all()
     assert result.forecast["mean"].max() < 1_000  # type: ignore[operator]
+
+
+def test_an_absurd_upper_quantile_counts_as_exploded() -> None:
+    panel = _panel("noise", 2)
+    config = EngineConfig(horizon=7, windows=1, models=("wild_tails",), fallback=("mean",))
+    result = run_engine(panel, config)
+    assert result.fallbacks["reason"].str.contains("quantile 0.99 up to").all()
+    assert result.forecast["p99"].max() < 1_000  # type: ignore[operator]
 
 
 def test_a_per_series_failure_falls_back_for_that_series_only() -> None:
