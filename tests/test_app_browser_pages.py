@@ -1,0 +1,183 @@
+"""The overview, usage, forecast, scenarios and runs pages in a real browser.
+
+Debian's chromium driven by Playwright (nothing downloaded) against ``workbench app`` on a
+loopback port, on a workspace with the sample fleet, a fast forecast and a plan. Every
+page opens from a URL carrying the sidebar's filter and shows it applied, raises no
+Streamlit exception, and one interaction per page changes what is shown.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.app_fixtures import build_app_workspace
+from tests.conftest import ROOT, IngestedSample
+from tests.test_app_browser import CHROMIUM, _free_port, _wait_healthy
+from workbench.overview import Slice, pool_status
+from workbench.store import Workspace
+from workbench.ui.format import chips
+
+pytestmark = pytest.mark.browser
+
+TIMEOUT_MS = 60_000
+FILTER = "accelerator=h100-80gb"
+
+
+@pytest.fixture(scope="module")
+def served(
+    sample_workspace: IngestedSample, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[str, Workspace]]:
+    workspace = build_app_workspace(sample_workspace, tmp_path_factory.mktemp("pages") / "ws")
+    port = _free_port()
+    command = [sys.executable, "-m", "workbench.cli", "app", "--workspace", str(workspace.root)]
+    process = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=ROOT,
+        start_new_session=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
+    )
+    try:
+        _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", process)
+        yield f"http://127.0.0.1:{port}/", workspace
+    finally:
+        os.killpg(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(timeout=20)
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(
+            executable_path=CHROMIUM,
+            headless=True,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        try:
+            yield chromium
+        finally:
+            chromium.close()
+
+
+def _open(browser: Any, url: str) -> Any:
+    from playwright.sync_api import expect
+
+    page = browser.new_page(viewport={"width": 1400, "height": 1000})
+    page.goto(url)
+    sidebar = page.get_by_test_id("stSidebar")
+    accelerator = sidebar.get_by_role("combobox", name="Accelerator")
+    expect(accelerator).to_have_value("h100-80gb", timeout=TIMEOUT_MS)
+    return page
+
+
+def _no_exception(page: Any) -> None:
+    assert page.get_by_test_id("stException").count() == 0
+
+
+def test_overview_opens_with_the_links_filter(served, browser):
+    from playwright.sync_api import expect
+
+    base, workspace = served
+    page = _open(browser, f"{base}?{FILTER}")
+    status = pool_status(
+        workspace.read_table("usage_daily"),
+        workspace.read_table("inventory"),
+        where=Slice(accelerator="h100-80gb"),
+    )
+    installed = page.get_by_test_id("stMetric").filter(has_text="Installed")
+    expect(installed).to_contain_text(chips(float(status["installed_chips"].sum())))
+    expect(page.get_by_text("Next quarter's shortfall risks")).to_be_visible()
+    # A link to a detail page keeps the filter.
+    page.get_by_test_id("stPageLink").filter(has_text="Usage history").click()
+    expect(page).to_have_url(f"{base}usage?{FILTER}", timeout=TIMEOUT_MS)
+    expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    _no_exception(page)
+    page.close()
+
+
+def test_usage_page_narrows_by_workload(served, browser):
+    from playwright.sync_api import expect
+
+    base, _ = served
+    page = _open(browser, f"{base}usage?{FILTER}")
+    used = page.get_by_test_id("stMetric").filter(has_text="Used").first
+    expect(used).to_contain_text("chip-h", timeout=TIMEOUT_MS)
+    before = used.inner_text()
+    page.get_by_test_id("stSelectbox").filter(has_text="Workload").click()
+    page.get_by_role("option", name="serving").click()
+    expect(used).not_to_have_text(before, timeout=TIMEOUT_MS)
+    expect(page.get_by_text("Weekly rhythm")).to_be_visible()
+    _no_exception(page)
+    page.close()
+
+
+def test_forecast_explorer_follows_the_series_picker(served, browser):
+    from playwright.sync_api import expect
+
+    base, _ = served
+    page = _open(browser, f"{base}forecast?{FILTER}")
+    mean = page.get_by_test_id("stMetric").filter(has_text="Forecast mean over the horizon")
+    expect(mean).to_contain_text("chips", timeout=TIMEOUT_MS)
+    expect(page.locator(".js-plotly-plot").first).to_be_visible(timeout=TIMEOUT_MS)
+    before = mean.inner_text()
+    page.get_by_test_id("stSelectbox").filter(has_text="Series").click()
+    page.get_by_role("option", name="pool h100-80gb / us-east4").click()
+    expect(mean).not_to_have_text(before, timeout=TIMEOUT_MS)
+    expect(page.get_by_text("How the model was chosen")).to_be_visible()
+    with page.expect_download(timeout=TIMEOUT_MS) as download:
+        page.get_by_role("button", name="Download this series' forecast (CSV)").click()
+    csv = Path(download.value.path()).read_text()
+    assert csv.startswith("series_id,") and "pool=h100-80gb/us-east4" in csv
+    _no_exception(page)
+    page.close()
+
+
+def test_a_scenario_edit_changes_the_plan(served, browser):
+    from playwright.sync_api import expect
+
+    base, _ = served
+    page = _open(browser, f"{base}scenarios?{FILTER}")
+    page.get_by_label("Name", exact=True).first.fill("browser launch")
+    chips_box = page.get_by_label("Chips (demand added; negative to remove)")
+    chips_box.fill("1200")
+    chips_box.press("Enter")
+    page.get_by_role("button", name="Add change").click()
+    # Table cells are drawn on a canvas; the grid keeps them in the DOM for assistive tech.
+    expect(page.get_by_text("+1,200 chips at p=100%")).to_be_attached(timeout=TIMEOUT_MS)
+    page.get_by_role("button", name="Run scenario").click()
+    cost = page.get_by_test_id("stMetric").filter(has_text="Expected cost, scenario - baseline")
+    expect(cost).to_contain_text("$", timeout=120_000)
+    bought = page.get_by_test_id("stMetric").filter(has_text="Chips bought, change")
+    expect(bought).to_be_visible()
+    expect(page.get_by_text("Scenario plan")).to_be_visible()
+    _no_exception(page)
+    page.close()
+
+
+def test_runs_page_switches_kind_and_explains_differences(served, browser):
+    from playwright.sync_api import expect
+
+    base, _ = served
+    page = _open(browser, f"{base}runs?{FILTER}")
+    expect(page.get_by_role("heading", name="Runs", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
+    page.get_by_test_id("stRadio").get_by_text("plan", exact=True).click()
+    expect(page.get_by_text("Only one plan run so far")).to_be_visible(timeout=TIMEOUT_MS)
+    page.get_by_test_id("stRadio").get_by_text("ingest", exact=True).click()
+    expect(page.get_by_text("Why they differ")).to_be_visible(timeout=TIMEOUT_MS)
+    _no_exception(page)
+    page.close()
