@@ -94,10 +94,11 @@ def test_app_answers_and_a_selection_changes_the_numbers(served_app):
         )
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 1000})
-            page.goto(served_app)
+            page.goto(f"{served_app}usage")  # the fleet overview is the default page
             used = page.locator('[data-testid="stMetric"]').filter(has_text="Used").first
             expect(used).to_contain_text("M chip-h", timeout=60_000)
-            expect(page.locator(".js-plotly-plot")).to_have_count(1, timeout=60_000)
+            # The history and the weekly rhythm.
+            expect(page.locator(".js-plotly-plot")).to_have_count(2, timeout=60_000)
             before = used.inner_text()
             page.locator('[data-testid="stSelectbox"]').filter(has_text="Accelerator").click()
             page.get_by_role("option", name="tpu-v5p").click()
