@@ -17,6 +17,7 @@ from workbench.forecasting import (
     cold_start,
     demand_series,
     forecast_fleet,
+    path_correlation,
     planning_periods,
     predecessors,
     remove_past_events,
@@ -424,3 +425,46 @@ def test_peak_scenarios_are_joint_paths_with_the_planning_distribution() -> None
     assert np.corrcoef(q1, q2)[0, 1] > 0
     # The peak of a quarter is above the mean and within the forecast's range.
     assert 100.0 < float(np.median(q1)) <= 100.0 * (0.8 + 0.4 * 0.95)
+
+
+def test_path_correlation_recovers_an_ar1_error_process() -> None:
+    rng = np.random.default_rng(4)
+    horizon, windows, n_series, rho = 91, 3, 40, 0.985
+    z = np.empty((n_series * windows, horizon))
+    z[:, 0] = rng.standard_normal(z.shape[0])
+    for t in range(1, horizon):
+        z[:, t] = rho * z[:, t - 1] + np.sqrt(1 - rho**2) * rng.standard_normal(z.shape[0])
+    errors = z.reshape(n_series, windows * horizon) * rng.uniform(50, 100, (n_series, 1))
+    errors[n_series // 2 :] = rng.normal(0, 75, (n_series // 2, windows * horizon))
+    residuals = pl.DataFrame(
+        {
+            "series_id": np.repeat([f"s{i}" for i in range(n_series)], windows * horizon),
+            "step": np.tile(np.arange(windows * horizon), n_series),
+            "residual": errors.ravel(),
+        }
+    )
+    persistent = [f"s{i}" for i in range(n_series // 2)]
+    assert path_correlation(residuals, horizon, series=persistent) == pytest.approx(rho, abs=0.005)
+    # Half the series with errors that forget at once pull the estimate down.
+    assert path_correlation(residuals, horizon) < rho - 0.01
+    assert path_correlation(residuals.head(10), horizon, default=0.9) == 0.9
+
+
+def test_persistent_errors_lower_the_peak_of_a_quarter() -> None:
+    # Same marginals; errors that persist from day to day make quarterly peaks lower than
+    # errors that decorrelate within weeks (the max of few independent draws is lower).
+    days = [date(2027, 1, 1) + timedelta(days=k) for k in range(91)]
+    levels = (0.05, 0.5, 0.95)
+    forecast = pl.DataFrame(
+        {
+            "series_id": "pool=a/r",
+            "ds": days,
+            "mean": 100.0,
+            "p05": 80.0,
+            "p50": 100.0,
+            "p95": 120.0,
+        }
+    )
+    fast = planning_periods(forecast, levels, n_paths=400, correlation=0.9)
+    slow = planning_periods(forecast, levels, n_paths=400, correlation=0.995)
+    assert slow["peak_p50"][0] < fast["peak_p50"][0] - 5

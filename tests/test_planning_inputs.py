@@ -14,6 +14,7 @@ from workbench.planning_inputs import (
     delivery_slip_days,
     next_quarters,
     quarter_of,
+    shortfall_hours_share,
     workspace_plan_inputs,
 )
 from workbench.tco import owned_cost
@@ -109,3 +110,30 @@ def test_inputs_from_the_sample_workspace(sample_workspace: IngestedSample) -> N
 def test_quarters() -> None:
     assert quarter_of(date(2026, 11, 1)) == "2026Q4"
     assert next_quarters("2026Q3", 4) == ("2026Q3", "2026Q4", "2027Q1", "2027Q2")
+
+
+def _quarter_of_days(values: list[float]) -> pl.DataFrame:
+    start = date(2026, 1, 1)
+    return pl.DataFrame(
+        {
+            "accelerator": "h100",
+            "region": "r1",
+            "ds": [start + timedelta(days=k) for k in range(len(values))],
+            "y": values,
+        }
+    )
+
+
+def test_a_flat_quarter_is_short_all_quarter_long() -> None:
+    assert shortfall_hours_share(_quarter_of_days([100.0] * 90)) == pytest.approx(1.0)
+
+
+def test_a_steady_ramp_is_short_only_at_its_end() -> None:
+    # Demand rising linearly 0 -> 91 over the quarter: a capacity d below the peak weekly mean
+    # is short on the last ~d days by d/2 on average, about d^2/2 chip-days of d x 91.
+    share = shortfall_hours_share(_quarter_of_days([float(k) for k in range(91)]))
+    assert 0.1 < share < 0.35
+
+
+def test_no_whole_quarter_gives_the_default() -> None:
+    assert shortfall_hours_share(_quarter_of_days([5.0] * 30), default=0.7) == 0.7

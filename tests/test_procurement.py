@@ -164,6 +164,20 @@ def test_lp_relaxation_with_repair_respects_lots_and_limits() -> None:
     assert result.unmet.sum() == pytest.approx(0)
 
 
+def test_a_short_lived_peak_is_rented_rather_than_bought() -> None:
+    # Peak demand 100 chips every quarter. Rented for the whole quarter, burst costs 6x
+    # owning, so the plan buys; if a shortfall at the peak lasts a tenth of the quarter,
+    # renting for it costs 0.6x owning and the plan rents. Unmet is priced the same way.
+    demand = [[100, 100, 100, 100]]
+    whole = solve_plan(inputs(demand), PlanLimits(burst_hours_share=1.0))
+    tenth = solve_plan(inputs(demand), PlanLimits(burst_hours_share=0.1))
+    # (The first quarter rents in both: a purchase lands a quarter later.)
+    assert whole.buy_lots.sum() * 8 >= 100
+    assert whole.burst.mean(axis=2)[0, 1:].sum() == pytest.approx(0)
+    assert tenth.buy_lots.sum() == 0 and tenth.burst.mean(axis=2)[0, 1:].min() == 100
+    assert tenth.unmet.sum() == pytest.approx(0)
+
+
 def test_a_failing_mip_solver_still_gives_a_plan_and_says_so(monkeypatch) -> None:
     import scipy.optimize
 

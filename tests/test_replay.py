@@ -88,9 +88,12 @@ def test_replay_of_two_years_on_the_sample_fleet(sample_workspace: IngestedSampl
     assert comparison["policy"].to_list() == list(POLICIES)
     by_policy = {row["policy"]: row for row in comparison.iter_rows(named=True)}
     plan, rule = by_policy["plan"], by_policy["rule"]
-    # What the README reports: the plan is cheaper than the rule with less unmet demand and
-    # under 2% unmet (the 10%-of-perfect-foresight target is missed; see the README).
+    foresight = by_policy["perfect foresight"]
+    # What the README reports: under 2% unmet, over 10% cheaper than the rule, within 25% of
+    # perfect foresight (the 10% target is missed, and the plan leaves a little more demand
+    # unmet than the rule: see the README).
     assert plan["unmet_share"] < 0.02
-    assert plan["unmet_chip_hours"] <= rule["unmet_chip_hours"]
-    assert plan["cost_cents"] < rule["cost_cents"]
+    assert plan["cost_cents"] < 0.9 * rule["cost_cents"]
+    assert plan["cost_cents"] < 1.25 * foresight["cost_cents"]
+    assert foresight["cost_cents"] < plan["cost_cents"]
     assert comparison_markdown(comparison).count("\n") == 5

@@ -10,7 +10,7 @@ quarters of history with the plan, perfect foresight and the spreadsheet rule (s
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +21,12 @@ from rich.table import Table
 from workbench.errors import WorkbenchError
 from workbench.forecasting import ForecastSettings
 from workbench.money import format_usd
-from workbench.planning_inputs import InputSettings, lifecycle_candidates, workspace_plan_inputs
+from workbench.planning_inputs import (
+    InputSettings,
+    lifecycle_candidates,
+    shortfall_hours_share,
+    workspace_plan_inputs,
+)
 from workbench.procurement import PlanLimits, PlanResult, solve_plan
 from workbench.store import RunInfo, Workspace
 
@@ -231,12 +236,15 @@ def run_plan(
     *,
     forecast_run: str | None = None,
     forecast_horizon: int | None = None,
+    measure_shortfall_hours: bool = True,
 ) -> PlanRun:
     """Solve the procurement plan from a forecast run and commit it as a ``plan`` run.
 
     The same path as ``workbench plan``, printing nothing: the latest forecast run with
     demand scenarios (or ``forecast_run``, or a new fast forecast of ``forecast_horizon``
-    days), the workspace's inventory, orders, price book and catalog.
+    days), the workspace's inventory, orders, price book and catalog. With
+    ``measure_shortfall_hours`` the share of a quarter a shortfall at the peak lasts is
+    measured from the pools' history instead of ``limits.burst_hours_share``.
     """
     for table in ("inventory", "price_book", "sku_catalog"):
         if not ws.has_table(table):
@@ -249,6 +257,8 @@ def run_plan(
     scenarios = run.read("scenarios")
     planning = run.read("planning")
     history = run.read("history").filter(pl.col("level") == "pool")
+    if measure_shortfall_hours:
+        limits = replace(limits, burst_hours_share=shortfall_hours_share(history))
     inventory = ws.read_table("inventory")
     inputs = workspace_plan_inputs(
         scenarios,
@@ -317,8 +327,12 @@ def plan_command(
         float, typer.Option(help="On-demand burst available, share of installed chips.")
     ] = 0.25,
     burst_hours_share: Annotated[
-        float, typer.Option(help="Share of a quarter a burst chip is rented for (peaks pass).")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            help="Share of a quarter a shortfall at the peak lasts (burst and unmet are priced "
+            "for it) [default: measured from the pools' history]."
+        ),
+    ] = None,
 ) -> None:
     """Recommend what to buy, commit or rent per pool and quarter, with cost, risk and reason.
 
@@ -333,12 +347,17 @@ def plan_command(
         service_level=service_level,
         fungible=fungible,
         method=method,
-        burst_hours_share=burst_hours_share,
+        burst_hours_share=burst_hours_share if burst_hours_share is not None else 1.0,
         time_limit_s=time_limit,
     )
     settings = InputSettings(horizon_quarters=horizon, burst_cap_share=burst_cap_share)
     plan = run_plan(
-        ws, limits, settings, forecast_run=forecast_run, forecast_horizon=forecast_horizon
+        ws,
+        limits,
+        settings,
+        forecast_run=forecast_run,
+        forecast_horizon=forecast_horizon,
+        measure_shortfall_hours=burst_hours_share is None,
     )
     result, lifecycle, run_id, run = plan.result, plan.lifecycle, plan.run_id, plan.forecast
     _print_plan(result, lifecycle)
@@ -357,8 +376,12 @@ def replay_command(
         typer.Option(help="Unconstrained demand (generator truth) to score with, if known."),
     ] = None,
     burst_hours_share: Annotated[
-        float, typer.Option(help="Share of a quarter a burst chip is priced for when planning.")
-    ] = 1.0,
+        float | None,
+        typer.Option(
+            help="Share of a quarter a shortfall at the peak lasts, as planning prices it "
+            "[default: measured at each decision from the demand seen so far]."
+        ),
+    ] = None,
 ) -> None:
     """Replay past quarters: the plan vs perfect foresight vs the last-four-quarters rule.
 

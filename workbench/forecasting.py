@@ -63,6 +63,7 @@ __all__ = [
     "cold_start",
     "demand_series",
     "forecast_fleet",
+    "path_correlation",
     "peak_scenarios",
     "planning_periods",
     "remove_past_events",
@@ -307,6 +308,55 @@ def sample_paths(
     return low + weight * (high - low)
 
 
+def path_correlation(
+    residuals: pl.DataFrame,
+    horizon: int,
+    *,
+    series: Sequence[str] | None = None,
+    lags: Sequence[int] = (7, 14, 28),
+    default: float = 0.95,
+    bounds: tuple[float, float] = (0.9, 0.999),
+) -> float:
+    """Day-to-day correlation of forecast errors, from the engine's backtest residuals.
+
+    ``residuals`` is ``series_id, step, residual`` (step ``w * horizon + h - 1``). The
+    errors are not demeaned (a forecast that is wrong about the level stays wrong, and that
+    persistence is the point); their pooled autocorrelation is taken at each lag, and the
+    AR(1) coefficient is the median of ``corr_k ** (1 / k)`` over ``lags``, within
+    ``bounds``. Without enough residuals the ``default`` comes back.
+    """
+    frame = residuals.filter(pl.col("residual").is_not_nan())
+    if series is not None:
+        frame = frame.filter(pl.col("series_id").is_in(list(series)))
+    if frame.height < 2 * max(lags):
+        return default
+    wide = (
+        frame.with_columns((pl.col("step") // horizon).alias("window"), pl.col("step") % horizon)
+        .pivot(on="step", index=["series_id", "window"], values="residual", sort_columns=True)
+        .sort("series_id", "window")
+    )
+    wide = wide.drop("series_id", "window")
+    steps = sorted(int(c) for c in wide.columns)
+    errors = np.full((wide.height, horizon), np.nan)
+    errors[:, steps] = wide.select([str(c) for c in steps]).to_numpy()
+    # Pooled as they are: the big pools, which drive the plan's cost, weigh the most.
+    # (Scaling each series to unit size biases a persistent process' correlation down.)
+    estimates = []
+    for lag in lags:
+        if lag >= horizon:
+            continue
+        a, b = errors[:, :-lag].reshape(-1), errors[:, lag:].reshape(-1)
+        ok = np.isfinite(a) & np.isfinite(b)
+        if ok.sum() < 30:
+            continue
+        corr = float(np.sum(a[ok] * b[ok]) / np.sqrt(np.sum(a[ok] ** 2) * np.sum(b[ok] ** 2)))
+        if corr > 0:
+            estimates.append(corr ** (1.0 / lag))
+    if not estimates:
+        return default
+    return float(np.clip(np.median(estimates), *bounds))
+
+
 def _quantile_matrix(frame: pl.DataFrame, levels: Sequence[float]) -> np.ndarray:
     """(series, horizon, levels) from a forecast frame sorted by series_id, ds."""
     n_series = frame["series_id"].n_unique()
@@ -536,7 +586,11 @@ def _quarter(day: date) -> str:
 
 
 def _quarter_peaks(
-    forecast: pl.DataFrame, levels: Sequence[float], n_paths: int, seed: int
+    forecast: pl.DataFrame,
+    levels: Sequence[float],
+    n_paths: int,
+    seed: int,
+    correlation: float = 0.95,
 ) -> tuple[list[str], list[tuple[str, int, np.ndarray]]]:
     """Series ids and, per quarter, (quarter, whole weeks, peaks (paths, series))."""
     forecast = forecast.sort("series_id", "ds")
@@ -551,7 +605,9 @@ def _quarter_peaks(
             f"a horizon of {horizon} days has no whole week: planning periods need 7 or more",
             fix="forecast with --horizon 7 or more",
         )
-    paths = sample_paths(_quantile_matrix(forecast, levels), levels, n_paths, seed=seed)
+    paths = sample_paths(
+        _quantile_matrix(forecast, levels), levels, n_paths, correlation=correlation, seed=seed
+    )
     weekly = paths[:, :, : n_weeks * 7].reshape(n_paths, len(ids), n_weeks, 7).mean(axis=3)
     week_quarter = np.array([_quarter(ds_values[7 * w]) for w in range(n_weeks)])
     out = []
@@ -568,6 +624,7 @@ def planning_periods(
     n_paths: int = 1000,
     seed: int = 0,
     report_levels: Sequence[float] = (0.5, 0.8, 0.9, 0.95, 0.99),
+    correlation: float = 0.95,
 ) -> pl.DataFrame:
     """Distribution of each quarter's peak weekly demand, per series (pool), from paths.
 
@@ -575,7 +632,7 @@ def planning_periods(
     of its first day, and only whole weeks count. Returns ``series_id, quarter, weeks,
     mean_peak_chips`` and ``peak_p50 ...`` columns (chips).
     """
-    ids, quarters = _quarter_peaks(forecast, levels, n_paths, seed)
+    ids, quarters = _quarter_peaks(forecast, levels, n_paths, seed, correlation)
     rows: list[dict[str, Any]] = []
     for quarter, weeks, peaks in quarters:
         stats = np.quantile(peaks, report_levels, axis=0)
@@ -593,7 +650,12 @@ def planning_periods(
 
 
 def peak_scenarios(
-    forecast: pl.DataFrame, levels: Sequence[float], *, n_scenarios: int = 100, seed: int = 0
+    forecast: pl.DataFrame,
+    levels: Sequence[float],
+    *,
+    n_scenarios: int = 100,
+    seed: int = 0,
+    correlation: float = 0.95,
 ) -> pl.DataFrame:
     """Joint scenarios of each quarter's peak weekly demand, one row per scenario.
 
@@ -602,7 +664,7 @@ def peak_scenarios(
     stochastic plan over these scenarios sees the persistence that per-quarter quantiles
     hide.
     """
-    ids, quarters = _quarter_peaks(forecast, levels, n_scenarios, seed)
+    ids, quarters = _quarter_peaks(forecast, levels, n_scenarios, seed, correlation)
     parts = [
         pl.DataFrame(
             {
@@ -852,14 +914,25 @@ def forecast_fleet(
     pools = forecast.drop("level", strict=False).join(
         nodes.select("series_id", "level"), on="series_id", how="left"
     )
+    pool_ids = nodes.filter(pl.col("level") == "pool")["series_id"].to_list()
+    correlation = path_correlation(result.residuals, settings.horizon, series=pool_ids)
+    notes.append(
+        f"sample paths: day-to-day error correlation {correlation:.4f}, from the pools' "
+        "backtest errors"
+    )
     planning = planning_periods(
         pools.filter(pl.col("level").is_in(["pool", "accelerator", "fleet"])),
         levels,
         n_paths=settings.sample_paths,
         seed=settings.seed,
+        correlation=correlation,
     )
     scenarios = peak_scenarios(
-        pools.filter(pl.col("level") == "pool"), levels, n_scenarios=100, seed=settings.seed
+        pools.filter(pl.col("level") == "pool"),
+        levels,
+        n_scenarios=100,
+        seed=settings.seed,
+        correlation=correlation,
     )
     stage("done")
     marks = list(timings.items())

@@ -40,6 +40,7 @@ __all__ = [
     "quarter_start",
     "quarterly_peaks",
     "scenario_demand",
+    "shortfall_hours_share",
     "workspace_plan_inputs",
 ]
 
@@ -162,6 +163,45 @@ def quarterly_peaks(daily: pl.DataFrame, *, value: str = "y") -> pl.DataFrame:
         )
         .sort(*_POOL, "q_start")
     )
+
+
+def shortfall_hours_share(
+    daily: pl.DataFrame,
+    *,
+    depths: Sequence[float] = (0.05, 0.1, 0.15, 0.2),
+    min_weeks: int = 12,
+    default: float = 1.0,
+) -> float:
+    """Share of a quarter's hours that a shortfall at the quarter's peak lasts, from history.
+
+    The plan sizes capacity against each quarter's peak weekly demand, but a pool a few
+    percent short of its peak is short only on the days demand runs that high. For each pool
+    and whole quarter of ``daily`` (``accelerator, region, ds, y``) and capacity
+    ``(1 - depth) x peak`` for each of ``depths``, the share is ``sum(max(y - capacity, 0))
+    / ((peak - capacity) x days)``; the mean over all of them comes back (``default`` when
+    no quarter has ``min_weeks`` whole weeks). Burst and unmet chips at the peak are priced
+    for this share of the quarter.
+    """
+    peaks = quarterly_peaks(daily).filter(pl.col("weeks") >= min_weeks)
+    if peaks.is_empty():
+        return default
+    days = daily.with_columns(pl.col("ds").dt.truncate("1q").alias("q_start")).join(
+        peaks.select(*_POOL, "q_start", "peak_chips"), on=[*_POOL, "q_start"]
+    )
+    shares = []
+    for depth in depths:
+        short = (
+            days.with_columns((pl.col("peak_chips") * (1.0 - depth)).alias("capacity"))
+            .group_by(*_POOL, "q_start")
+            .agg(
+                (pl.col("y") - pl.col("capacity")).clip(lower_bound=0.0).sum().alias("short"),
+                ((pl.col("peak_chips") - pl.col("capacity")) * pl.len()).first().alias("whole"),
+            )
+            .filter(pl.col("whole") > 0)
+        )
+        shares.append((short["short"] / short["whole"]).to_numpy())
+    values = np.concatenate(shares) if shares else np.empty(0)
+    return float(np.clip(values.mean(), 0.0, 1.0)) if values.size else default
 
 
 def _growth(history: pl.DataFrame, bounds: tuple[float, float]) -> dict[tuple[str, str], float]:

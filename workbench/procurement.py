@@ -159,7 +159,9 @@ class PlanLimits:
     """Default: each pool's cheapest here-and-now price / (1 - service_level), at least 1.5x
     its on-demand price."""
     burst_hours_share: float = 1.0
-    """Share of a quarter's hours a burst chip is rented for (1: the whole quarter)."""
+    """Share of a quarter's hours that a shortfall at the peak lasts (1: the whole quarter):
+    burst and unmet chips are priced for it. ``workbench plan`` and the replay measure it
+    from the pools' history (:func:`workbench.planning_inputs.shortfall_hours_share`)."""
     fungible: bool = False
     """Meet demand in perf_index units with any SKU of the same family and region."""
     allow_commitments: bool = True
@@ -380,7 +382,8 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
     cost[layout.off_burst : layout.off_unmet] = np.repeat(burst_cost, n_t * n_s)
     cap = np.array([max(p.burst_cap_chips, 0.0) for p in pools])
     upper[layout.off_burst : layout.off_unmet] = np.repeat(cap, n_t * n_s)
-    penalty = _penalties(pools, limits) * hours / n_s
+    # Burst and unmet chips at the peak last the share of the quarter a shortfall lasts.
+    penalty = _penalties(pools, limits) * hours * limits.burst_hours_share / n_s
     if limits.fungible:
         # Unmet is in perf units of the group: the dearest pool's penalty per unit of perf.
         group_penalty = np.zeros(layout.n_groups)
@@ -814,7 +817,7 @@ def _explain(
     cost_new = _cents(landed * owned[:, None] * hours)
     cost_commit = _cents((active_c1 * c1_price[:, None] + active_c3 * c3_price[:, None]) * hours)
     cost_burst = _cents(burst.mean(axis=2) * on_demand[:, None] * hours * limits.burst_hours_share)
-    penalty_cents = _cents(unmet.mean(axis=2) * penalty[:, None] * hours)
+    penalty_cents = _cents(unmet.mean(axis=2) * penalty[:, None] * hours * limits.burst_hours_share)
     served = np.minimum(demand, capacity[:, :, None]).mean(axis=2)
     utilization = np.divide(served, capacity, out=np.zeros_like(served), where=capacity > 0)
     shortfall = (unmet > 1e-6).mean(axis=2)

@@ -47,6 +47,7 @@ from workbench.planning_inputs import (
     quarter_start,
     quarterly_peaks,
     scenario_demand,
+    shortfall_hours_share,
 )
 from workbench.procurement import PlanInputs, PlanLimits, PoolSpec, solve_plan
 from workbench.store import Workspace
@@ -80,8 +81,10 @@ class ReplaySettings:
     service_level: float = 0.95
     rule_buffer: float = 0.2
     burst_cap_share: float = 0.25
-    burst_hours_share: float = 1.0
-    """Share of a quarter's hours the optimizer prices a burst chip for (plan and foresight)."""
+    burst_hours_share: float | None = None
+    """Share of a quarter's hours a shortfall at the peak lasts, as the optimizer prices burst
+    and unmet chips (plan and foresight); ``None``: measured at each decision from the
+    demand seen so far."""
     seed: int = 0
     workers: int | None = 1
 
@@ -206,9 +209,7 @@ def replay(
         for name in POLICIES
     }
     timings: dict[str, float] = {"forecast": 0.0, "solve": 0.0}
-    limits = PlanLimits(
-        service_level=settings.service_level, burst_hours_share=settings.burst_hours_share
-    )
+    limits = PlanLimits(service_level=settings.service_level)
     for k, quarter in enumerate(decision_quarters):
         day = quarter_start(quarter)
         window = all_quarters[k : k + settings.plan_quarters]
@@ -218,6 +219,10 @@ def replay(
         )
         timings["forecast"] += time.perf_counter() - began
         began = time.perf_counter()
+        share = settings.burst_hours_share
+        if share is None:
+            share = shortfall_hours_share(observed.filter(pl.col("ds") < day))
+        limits = replace(limits, burst_hours_share=share)
         for name in ("plan", "perfect foresight"):
             fleet = fleets[name]
             base = _inputs_for(specs, fleet, healthy, k, window)
