@@ -382,6 +382,12 @@ def replay_command(
             "[default: measured at each decision from the demand seen so far]."
         ),
     ] = None,
+    event_notice_days: Annotated[
+        int,
+        typer.Option(
+            help="Days before its start an event (launch, campaign) is known to the planner."
+        ),
+    ] = 91,
 ) -> None:
     """Replay past quarters: the plan vs perfect foresight vs the last-four-quarters rule.
 
@@ -393,7 +399,10 @@ def replay_command(
 
     ws = Workspace(workspace).require()
     settings = ReplaySettings(
-        quarters=quarters, sample_paths=sample_paths, burst_hours_share=burst_hours_share
+        quarters=quarters,
+        sample_paths=sample_paths,
+        burst_hours_share=burst_hours_share,
+        event_notice_days=event_notice_days,
     )
     result = replay_workspace(ws, settings, truth_path=truth)
     table = Table(title=f"Decision replay, {quarters} quarters ({result.scored_on})")

@@ -7,10 +7,11 @@ against what each one holds. Invariants:
 * Every policy starts from the same fleet: the inventory snapshot on or before the first
   decision day, plus the real orders placed before it (landing on their real delivery
   day). Real orders placed during the replay are left out: the policies decide instead.
-* **plan**: a fleet forecast (fast models) from usage up to the day before, its demand
-  scenarios, then :func:`workbench.procurement.solve_plan` over ``plan_quarters``; only the
-  first quarter's decisions are carried out (purchases land after their lead time,
-  commitments run their term), and the next quarter plans again (a rolling horizon).
+* **plan**: a fleet forecast (fast models) from usage up to the day before and the events
+  known by then (those starting within ``event_notice_days``), its demand scenarios, then
+  :func:`workbench.procurement.solve_plan` over ``plan_quarters``; only the first quarter's
+  decisions are carried out (purchases land after their lead time, commitments run their
+  term), and the next quarter plans again (a rolling horizon).
 * **perfect foresight**: the same optimization, given the real peak weekly demand of the
   coming quarters as its one scenario.
 * **rule**: "last four quarters' peak, plus growth, plus 20 percent": at each decision, buy
@@ -87,6 +88,9 @@ class ReplaySettings:
     demand seen so far."""
     seed: int = 0
     workers: int | None = 1
+    event_notice_days: int = 91
+    """How long before it starts an event (a launch, a campaign) is known to the planner:
+    launches are on the roadmap a quarter ahead; 0 hides every event not yet started."""
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-friendly settings."""
@@ -301,12 +305,15 @@ def _forecast_scenarios(
         seed=settings.seed,
         workers=settings.workers,
     )
-    past_events = None
+    known_events = None
     if events is not None and events.height:
-        past_events = events.filter(pl.col("start") < day)
+        # Launches and campaigns are planned ahead: an event is known this long before it.
+        known_events = events.filter(
+            pl.col("start") < day + timedelta(days=settings.event_notice_days)
+        )
     result = forecast_fleet(
         usage,
-        past_events,
+        known_events,
         catalog,
         forecast_settings,
         executor=default_executor(settings.workers),
