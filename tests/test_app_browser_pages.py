@@ -85,8 +85,33 @@ def _open(browser: Any, url: str) -> Any:
     return page
 
 
-def _no_exception(page: Any) -> None:
+def _idle(page: Any) -> None:
+    """Wait until the rerun an interaction started has finished drawing the whole page."""
+    from playwright.sync_api import expect
+
+    expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0, timeout=TIMEOUT_MS)
+    expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=TIMEOUT_MS)
+
+
+def _shoot(page: Any, name: str) -> None:
+    """With ``WORKBENCH_SCREENSHOTS=DIR``, save the page as ``DIR/app-<name>.png``.
+
+    That is how the README's screenshots are made:
+    ``WORKBENCH_SCREENSHOTS=docs pytest tests/test_app_browser_pages.py``.
+    """
+    folder = os.environ.get("WORKBENCH_SCREENSHOTS")
+    if folder:
+        _idle(page)
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(Path(folder) / f"app-{name}.png"))
+
+
+def _done(page: Any, name: str | None) -> None:
+    """Check no exception box is shown, screenshot the page if asked, close it."""
     assert page.get_by_test_id("stException").count() == 0
+    if name:
+        _shoot(page, name)
+    page.close()
 
 
 def test_overview_opens_with_the_links_filter(served, browser):
@@ -102,12 +127,12 @@ def test_overview_opens_with_the_links_filter(served, browser):
     installed = page.get_by_test_id("stMetric").filter(has_text="Installed")
     expect(installed).to_contain_text(chips(float(status["installed_chips"].sum())))
     expect(page.get_by_text("Next quarter's shortfall risks")).to_be_visible()
+    _shoot(page, "overview")
     # A link to a detail page keeps the filter.
     page.get_by_test_id("stPageLink").filter(has_text="Usage history").click()
     expect(page).to_have_url(f"{base}usage?{FILTER}", timeout=TIMEOUT_MS)
     expect(page.get_by_role("heading", name="Usage", exact=True)).to_be_visible(timeout=TIMEOUT_MS)
-    _no_exception(page)
-    page.close()
+    _done(page, None)
 
 
 def test_usage_page_narrows_by_workload(served, browser):
@@ -122,8 +147,7 @@ def test_usage_page_narrows_by_workload(served, browser):
     page.get_by_role("option", name="serving").click()
     expect(used).not_to_have_text(before, timeout=TIMEOUT_MS)
     expect(page.get_by_text("Weekly rhythm")).to_be_visible()
-    _no_exception(page)
-    page.close()
+    _done(page, "usage")
 
 
 def test_forecast_explorer_follows_the_series_picker(served, browser):
@@ -139,12 +163,15 @@ def test_forecast_explorer_follows_the_series_picker(served, browser):
     page.get_by_role("option", name="pool h100-80gb / us-east4").click()
     expect(mean).not_to_have_text(before, timeout=TIMEOUT_MS)
     expect(page.get_by_text("How the model was chosen")).to_be_visible()
+    _idle(page)
+    page.get_by_role("heading", name="Forecast explorer").scroll_into_view_if_needed()
+    _shoot(page, "forecast")
     with page.expect_download(timeout=TIMEOUT_MS) as download:
         page.get_by_role("button", name="Download this series' forecast (CSV)").click()
+    assert download.value.suggested_filename == "forecast_pool-h100-80gb_us-east4.csv"
     csv = Path(download.value.path()).read_text()
     assert csv.startswith("series_id,") and "pool=h100-80gb/us-east4" in csv
-    _no_exception(page)
-    page.close()
+    _done(page, None)
 
 
 def test_a_scenario_edit_changes_the_plan(served, browser):
@@ -165,8 +192,9 @@ def test_a_scenario_edit_changes_the_plan(served, browser):
     bought = page.get_by_test_id("stMetric").filter(has_text="Chips bought, change")
     expect(bought).to_be_visible()
     expect(page.get_by_text("Scenario plan")).to_be_visible()
-    _no_exception(page)
-    page.close()
+    expect(page.locator(".js-plotly-plot")).to_be_visible(timeout=TIMEOUT_MS)
+    page.get_by_role("heading", name="Scenario vs baseline").scroll_into_view_if_needed()
+    _done(page, "scenarios")
 
 
 def test_runs_page_switches_kind_and_explains_differences(served, browser):
@@ -179,5 +207,4 @@ def test_runs_page_switches_kind_and_explains_differences(served, browser):
     expect(page.get_by_text("Only one plan run so far")).to_be_visible(timeout=TIMEOUT_MS)
     page.get_by_test_id("stRadio").get_by_text("ingest", exact=True).click()
     expect(page.get_by_text("Why they differ")).to_be_visible(timeout=TIMEOUT_MS)
-    _no_exception(page)
-    page.close()
+    _done(page, "runs")

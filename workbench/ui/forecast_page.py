@@ -86,22 +86,29 @@ def _fan_chart(history: pl.DataFrame, forecast: pl.DataFrame, events: pl.DataFra
         )
     )
     # Shapes in one layout update: add_vrect per event re-validates the layout each time.
-    last_day = forecast["ds"].max()
+    # Campaigns are spans; launches and migrations (no end) are a line where they start.
+    first_day = history["ds"].min() if history.height else forecast["ds"].min()
     history_end = forecast["ds"].min()
-    shapes, labels = [], []
+    shapes: list[dict[str, object]] = []
+    labels: list[dict[str, object]] = []
     for event in events.iter_rows(named=True):
+        if event["end"] is None and event["start"] < first_day:
+            continue  # began before the window: its effect is in the level already
+        line = event["end"] is None
         shapes.append(
             {
-                "type": "rect",
+                "type": "line" if line else "rect",
                 "xref": "x",
                 "yref": "paper",
-                "x0": event["start"],
-                "x1": event["end"] or last_day,
+                "x0": max(event["start"], first_day),
+                "x1": max(event["start"], first_day) if line else event["end"],
                 "y0": 0,
                 "y1": 1,
                 "fillcolor": COLORS["event"],
-                "opacity": 0.12,
-                "line": {"width": 0},
+                "opacity": 0.6 if line else 0.12,
+                "line": {"width": 1.5, "color": COLORS["event"], "dash": "dot"}
+                if line
+                else {"width": 0},
                 "layer": "below",
             }
         )
@@ -110,7 +117,7 @@ def _fan_chart(history: pl.DataFrame, forecast: pl.DataFrame, events: pl.DataFra
             labels.append(
                 {
                     "x": max(event["start"], history_end),
-                    "y": 1,
+                    "y": 1 - 0.06 * (len(labels) % 4),  # stagger so names do not overlap
                     "xref": "x",
                     "yref": "paper",
                     "text": event["name"],

@@ -383,7 +383,12 @@ def render() -> None:
     if changes.is_empty():
         st.info("Add an event or a growth multiplier to build the scenario.")
         return
-    st.dataframe(changes, hide_index=True, key=f"{_KEY}changes")
+    st.dataframe(
+        changes,
+        hide_index=True,
+        key=f"{_KEY}changes",
+        column_config={"from": st.column_config.DateColumn(), "to": st.column_config.DateColumn()},
+    )
     columns = st.columns([2, 1, 1])
     columns[0].selectbox("Change", changes["change"].to_list(), key=f"{_KEY}which")
     columns[1].button("Edit", on_click=_on_edit, key=f"{_KEY}edit", icon=":material/edit:")
