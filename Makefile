@@ -9,7 +9,7 @@ WORKSPACE ?= workspace
 PORT ?= 8501
 
 .DEFAULT_GOAL := help
-.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest bench-forecast bench-calibration bench-plan clean
+.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest bench-forecast bench-calibration bench-plan bench-app clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -64,6 +64,9 @@ bench-forecast: env $(AUTOETS_VENV)/.installed-stamp  ## forecasting: ours vs Au
 
 bench-calibration: env  ## held-out interval coverage at every level (fleet, accelerator, pool, team)
 	$(PY) benchmarks/level_coverage.py
+
+bench-app: env chromium  ## time to a rendered page for every app page, first and cached, and an interaction
+	$(PY) benchmarks/page_speed.py $(if $(wildcard $(WORKSPACE)/runs),--workspace $(WORKSPACE),)
 
 bench-plan: env  ## procurement solve time against pools and scenarios (MILP and LP + repair)
 	$(PY) benchmarks/plan_bench.py
