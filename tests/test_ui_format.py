@@ -6,7 +6,16 @@ from decimal import Decimal
 
 import pytest
 
-from workbench.ui.format import PALETTE, chip_hours, chips, percent, short_number, usd, usd_short
+from workbench.ui.format import (
+    PALETTE,
+    accelerator_colors,
+    chip_hours,
+    chips,
+    percent,
+    short_number,
+    usd,
+    usd_short,
+)
 
 
 @pytest.mark.parametrize(
@@ -37,3 +46,13 @@ def test_missing_values_read_n_a(formatter, missing):
 def test_palette_colours_are_distinct_hex():
     assert len(set(PALETTE)) == len(PALETTE)
     assert all(colour.startswith("#") and len(colour) == 7 for colour in PALETTE)
+
+
+def test_each_accelerator_keeps_its_colour_whatever_the_chart_shows():
+    fleet = ["tpu-v5e", "h100-80gb", "a100-80gb", "l4-24gb"]
+    colours = accelerator_colors(fleet)
+    assert len(set(colours.values())) == 4
+    assert accelerator_colors(reversed(fleet)) == colours  # order of appearance is irrelevant
+    assert set(colours.values()) <= set(PALETTE)
+    many = accelerator_colors(f"sku{i:02d}" for i in range(10))
+    assert many["sku00"] == many["sku08"]  # eight colours, then they repeat

@@ -9,11 +9,13 @@ its colour on every chart: used is blue, queued/unmet is vermillion, and so on.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from decimal import Decimal
 
 __all__ = [
     "COLORS",
     "PALETTE",
+    "accelerator_colors",
     "chip_hours",
     "chips",
     "percent",
@@ -50,6 +52,30 @@ COLORS: dict[str, str] = {
     "waste": "#D55E00",
     "event": "#CC79A7",
 }
+
+# Accelerators take the palette from its sky blue on, so they do not wear the colours of
+# used (blue) and unmet (vermillion) on charts that show both.
+_ACCELERATOR_ORDER: tuple[str, ...] = (
+    "#56B4E9",
+    "#E69F00",
+    "#009E73",
+    "#CC79A7",
+    "#0072B2",
+    "#D55E00",
+    "#F0E442",
+    "#000000",
+)
+
+
+def accelerator_colors(accelerators: Iterable[str]) -> dict[str, str]:
+    """One colour per accelerator, by sorted name, so it is the same on every chart.
+
+    Pass every accelerator of the workspace (not only those a chart shows): then a chart of
+    a slice keeps the colours of the whole fleet. Past eight accelerators colours repeat.
+    """
+    names = sorted(set(accelerators))
+    return {name: _ACCELERATOR_ORDER[i % len(_ACCELERATOR_ORDER)] for i, name in enumerate(names)}
+
 
 _SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 
