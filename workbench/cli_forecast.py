@@ -9,6 +9,8 @@ long-format file (``series_id, ds, y``) at its own frequency and write the forec
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -21,7 +23,7 @@ from models.base import registered
 from models.engine import DEFAULT_CANDIDATES
 from models.quantiles import quantile_column
 from workbench.errors import WorkbenchError
-from workbench.executors import default_executor
+from workbench.executors import SCHEDULER_ENV, DaskExecutor, Executor, make_executor
 from workbench.forecasting import ForecastSettings, forecast_fleet, run_series_engine
 from workbench.store import Workspace
 
@@ -49,6 +51,14 @@ _StepOption = Annotated[
     typer.Option(help="Steps between backtest cutoffs [default: the horizon]."),
 ]
 _WorkersOption = Annotated[int | None, typer.Option(help="Worker processes [default: all cores].")]
+_SchedulerOption = Annotated[
+    str | None,
+    typer.Option(
+        help="Run the batches of series on this Dask scheduler (tcp://HOST:8786) instead of "
+        "local processes; one batch per cluster thread.",
+        envvar=SCHEDULER_ENV,
+    ),
+]
 _SeriesOption = Annotated[
     Path | None,
     typer.Option(
@@ -65,6 +75,17 @@ _OutOption = Annotated[
     Path | None,
     typer.Option(help="Output file for --series (.csv or .parquet) [default: beside the input]."),
 ]
+
+
+@contextmanager
+def _executor(workers: int | None, scheduler: str | None) -> Iterator[Executor]:
+    """The executor of a command, its Dask client closed when the command ends."""
+    executor = make_executor(workers, scheduler)
+    try:
+        yield executor
+    finally:
+        if isinstance(executor, DaskExecutor):
+            executor.close()
 
 
 def _console() -> Any:
@@ -190,13 +211,16 @@ def _selection_table(selection: pl.DataFrame, title: str) -> Table:
 
 
 def _run_series_file(
-    series: Path, out: Path | None, freq: str | None, settings: ForecastSettings
+    series: Path,
+    out: Path | None,
+    freq: str | None,
+    settings: ForecastSettings,
+    scheduler: str | None = None,
 ) -> None:
     console = _console()
     frame = _read_series(series)
-    executor = default_executor(settings.workers)
     n_series = frame["series_id"].n_unique()
-    with _progress() as progress:
+    with _executor(settings.workers, scheduler) as executor, _progress() as progress:
         task = progress.add_task("forecasting", total=n_series)
         result = run_series_engine(
             frame,
@@ -237,6 +261,7 @@ def forecast_command(
     ] = True,
     seed: Annotated[int, typer.Option(help="Seed for sampling and models.")] = 0,
     workers: _WorkersOption = None,
+    scheduler: _SchedulerOption = None,
     series: _SeriesOption = None,
     freq: _FreqOption = None,
     out: _OutOption = None,
@@ -252,12 +277,14 @@ def forecast_command(
         step = 91  # quarterly cutoffs: a half-year horizon is scored on two seasons' windows
     settings = _settings(horizon, models, windows, step, reconcile, target, events, seed, workers)
     if series is not None:
-        _run_series_file(series, out, freq, settings)
+        _run_series_file(series, out, freq, settings, scheduler)
         return
-    run_fleet_forecast(Workspace(workspace).require(), settings)
+    run_fleet_forecast(Workspace(workspace).require(), settings, scheduler=scheduler)
 
 
-def run_fleet_forecast(ws: Workspace, settings: ForecastSettings, *, quiet: bool = False) -> str:
+def run_fleet_forecast(
+    ws: Workspace, settings: ForecastSettings, *, quiet: bool = False, scheduler: str | None = None
+) -> str:
     """Forecast the workspace's fleet, write a ``forecast`` run, print a summary; return its id."""
     console = _console()
     for table in ("usage_daily", "sku_catalog"):
@@ -269,9 +296,9 @@ def run_fleet_forecast(ws: Workspace, settings: ForecastSettings, *, quiet: bool
             )
     usage = ws.read_table("usage_daily")
     events_table = ws.read_table("events") if ws.has_table("events") else None
-    executor = default_executor(settings.workers)
     node_count = _count_nodes(usage)
     with (
+        _executor(settings.workers, scheduler) as executor,
         ws.new_run("forecast", config=settings.as_dict(), seed=settings.seed) as run,
         _progress() as bar,
     ):
@@ -343,6 +370,11 @@ def backtest_command(
         str, typer.Option(help="demand (used + queued) or usage (used only).")
     ] = "demand",
     seed: Annotated[int, typer.Option(help="Seed for models.")] = 0,
+    workers: Annotated[
+        int | None,
+        typer.Option(help="Worker processes, one batch of series each [default: 1]."),
+    ] = None,
+    scheduler: _SchedulerOption = None,
     series: _SeriesOption = None,
     freq: _FreqOption = None,
     out: _OutOption = None,
@@ -382,17 +414,33 @@ def backtest_command(
         freq = "1d"
     frequency = Frequency.parse(freq)
     panel = Panel.from_frame(frame.select("series_id", "ds", "y"), frequency)
-    with _progress("fits") as bar:
-        task = bar.add_task(f"backtesting {len(names)} model(s)", total=windows * len(names))
-        forecasts, training = backtest_panel(
-            panel,
-            names,
-            horizon,
-            windows=windows,
-            step=step,
-            seed=seed,
-            on_fit_done=lambda name: bar.advance(task),
-        )
+    if scheduler is None and not os.environ.get(SCHEDULER_ENV) and (workers or 1) <= 1:
+        with _progress("fits") as bar:
+            task = bar.add_task(f"backtesting {len(names)} model(s)", total=windows * len(names))
+            forecasts, training = backtest_panel(
+                panel,
+                names,
+                horizon,
+                windows=windows,
+                step=step,
+                seed=seed,
+                on_fit_done=lambda name: bar.advance(task),
+            )
+    else:
+        from workbench.fanout import backtest_batches
+
+        with _executor(workers, scheduler) as executor, _progress() as bar:
+            task = bar.add_task(f"backtesting {len(names)} model(s)", total=panel.n_series)
+            forecasts, training = backtest_batches(
+                panel,
+                names,
+                horizon,
+                windows=windows,
+                step=step,
+                seed=seed,
+                executor=executor,
+                on_batch_done=lambda n: bar.advance(task, n),
+            )
     season = frequency.season_length
     scored = horizon_buckets(
         forecasts, edges=tuple(sorted({min(7, horizon), min(30, horizon), horizon}))

@@ -3,19 +3,43 @@
 The engine (:func:`models.engine.run_engine`) takes any ``map``-like callable; an executor
 provides one. :class:`SerialExecutor` runs in this process, :class:`LocalExecutor` on all
 cores with worker processes (BLAS and OpenMP limited to one thread per worker, so workers
-do not fight over cores). A cluster executor (Dask) implements the same two members.
+do not fight over cores), :class:`DaskExecutor` on a Dask cluster (``dask.distributed``):
+each task is one batch of series, submitted as a future with ``pure=False`` (a batch is
+never deduplicated against another run's) and ``retries``; a batch whose worker dies is
+rescheduled by the scheduler and, past its allowed failures, resubmitted here.
+
+Which executor runs a batch never changes its result: a batch is a pure function of its
+series, settings and seed. The engine's batching (``chunks``) does matter (a global model is
+fitted per batch), which is why the Dask executor reports one worker per cluster thread: the
+default batching of a cluster with N threads is that of ``--workers N`` on one machine.
 """
 
 from __future__ import annotations
 
 import multiprocessing
 import os
+import uuid
+import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
+from types import TracebackType
 from typing import Any, Protocol
 
-__all__ = ["Executor", "LocalExecutor", "SerialExecutor", "default_executor"]
+from workbench.errors import WorkbenchError
+
+__all__ = [
+    "SCHEDULER_ENV",
+    "DaskExecutor",
+    "Executor",
+    "LocalExecutor",
+    "SerialExecutor",
+    "default_executor",
+    "make_executor",
+]
+
+#: Environment variable naming the Dask scheduler when ``--scheduler`` is not given.
+SCHEDULER_ENV = "WORKBENCH_DASK_SCHEDULER"
 
 _SINGLE_THREAD = {
     "OMP_NUM_THREADS": "1",
@@ -97,3 +121,116 @@ def default_executor(workers: int | None = None) -> Executor:
     if count <= 1:
         return SerialExecutor()
     return LocalExecutor(count)
+
+
+def _single_thread_worker_setup(dask_worker: Any = None) -> None:
+    """Limit a Dask worker's BLAS and OpenMP pools to one thread (once per worker).
+
+    A worker runs one task per thread; a task whose BLAS spawned a thread per core would
+    oversubscribe the host. The environment covers libraries loaded later (the nanny
+    already sets it for the worker process by default); threadpoolctl limits the pools
+    loaded already. Done once at worker start: per task, threadpoolctl's scan of the loaded
+    libraries would cost more than the scheduler's own overhead.
+    """
+    from threadpoolctl import threadpool_limits
+
+    os.environ.update({k: v for k, v in _SINGLE_THREAD.items() if k != "POLARS_MAX_THREADS"})
+    threadpool_limits(limits=1)
+
+
+class DaskExecutor:
+    """Batches on a Dask cluster, through a ``distributed.Client`` at ``address``.
+
+    ``retries`` is how often a batch that raised (or whose workers kept dying) is tried
+    again. Use it as a context manager, or call :meth:`close`, to release the client.
+    """
+
+    def __init__(self, address: str, *, retries: int = 2, timeout: float = 20.0) -> None:
+        from distributed import Client
+
+        self.address = address
+        self.retries = retries
+        try:
+            self.client = Client(address, timeout=timeout, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            raise WorkbenchError(
+                f"cannot reach the Dask scheduler at {address}: {exc}",
+                field="--scheduler",
+                fix="start one ('dask scheduler' and 'dask worker ADDRESS') or fix the address",
+            ) from None
+        # Runs on every worker now and on every worker that joins later.
+        self.client.register_worker_callbacks(_single_thread_worker_setup)
+
+    @property
+    def workers(self) -> int:
+        """Threads of the cluster's workers, at least one: the default number of batches."""
+        return max(1, sum(self.client.nthreads().values()))
+
+    def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
+        """Submit every task as a future and yield results as they complete.
+
+        A batch lost with its worker is rescheduled by the scheduler; one that fails for
+        good (``KilledWorker``: its workers died too often) is resubmitted up to
+        ``retries`` times. An exception raised by ``fn`` itself propagates after
+        ``retries``.
+        """
+        from distributed import as_completed as dask_as_completed
+        from distributed.scheduler import KilledWorker
+
+        run = uuid.uuid4().hex[:12]
+        items = list(tasks)
+        with warnings.catch_warnings():
+            # Batches carry their series: a large graph is the point, not a mistake.
+            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
+            futures = {
+                self._submit(fn, task, f"workbench-batch-{run}-{i}"): i
+                for i, task in enumerate(items)
+            }
+        attempts = dict.fromkeys(futures.values(), 0)
+        pending = dask_as_completed(list(futures), loop=self.client.loop)
+        for future in pending:
+            index = futures.pop(future)
+            try:
+                result = future.result()
+            except KilledWorker:
+                if attempts[index] >= self.retries:
+                    raise
+                attempts[index] += 1
+                again = self._submit(
+                    fn, items[index], f"workbench-batch-{run}-{index}-{attempts[index]}"
+                )
+                futures[again] = index
+                pending.add(again)
+                continue
+            finally:
+                future.release()
+            yield result
+
+    def _submit(self, fn: Callable[[Any], Any], task: Any, key: str) -> Any:
+        return self.client.submit(fn, task, key=key, pure=False, retries=self.retries)
+
+    def close(self) -> None:
+        """Close the client (the cluster keeps running)."""
+        self.client.close()
+
+    def __enter__(self) -> DaskExecutor:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+
+def make_executor(workers: int | None = None, scheduler: str | None = None) -> Executor:
+    """The Dask executor when a scheduler is named (argument or :data:`SCHEDULER_ENV`).
+
+    Otherwise :func:`default_executor`. Close a :class:`DaskExecutor` when done.
+    """
+    address = scheduler or os.environ.get(SCHEDULER_ENV) or None
+    if address:
+        return DaskExecutor(address)
+    return default_executor(workers)
