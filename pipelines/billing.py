@@ -41,6 +41,7 @@ from pipelines.result import TableIngest
 from workbench.errors import WorkbenchError
 from workbench.schema import (
     BILLING,
+    MAX_BILLING_ROW_USD,
     QUARANTINE_SCHEMA,
     AcceleratorResolver,
     normalized_alias_expr,
@@ -359,7 +360,9 @@ def _resolve_accelerators(
 def _micro_usd(column: str) -> pl.Expr:
     """A cost as whole micro-dollars (exact sums), null when it does not parse."""
     number = pl.col(column).cast(pl.Float64, strict=False)
-    return pl.when(number.is_finite()).then((number * _MICRO_USD).round(0).cast(pl.Int128))
+    # Beyond the bound validation quarantines at, a "cost" is no amount (and would overflow).
+    plausible = number.is_finite() & (number.abs() <= MAX_BILLING_ROW_USD)
+    return pl.when(plausible).then((number * _MICRO_USD).round(0).cast(pl.Int128))
 
 
 def _micro_total(micro_usd: pl.Series) -> int:

@@ -255,7 +255,15 @@ class RecordReader:
             if not text:
                 self.blank_lines += 1
                 continue
-            fields = next(csv.reader([text], delimiter=self.delimiter))
+            try:
+                fields = next(csv.reader([text], delimiter=self.delimiter))
+            except csv.Error as exc:
+                raise WorkbenchError(
+                    f"the header line is not readable CSV ({exc})",
+                    file=self.path,
+                    line=lines,
+                    fix="export the file again with a plain header line",
+                ) from None
             return [f.strip() for f in fields], lines
 
     def _parse_block(self, block: bytes, line_base: int) -> tuple[pl.DataFrame | None, int]:
@@ -328,11 +336,13 @@ class RecordReader:
             assert fields is not None
             frame = self._parse_csv(block, data, ends, fields, n_records, guessed=guessed)
         frame = frame.with_columns(pl.Series("line", line_numbers, dtype=pl.Int64))
-        if not text_ok:
+        text_columns = [
+            c for c in frame.columns if frame.schema[c] == pl.String and c != PROBLEM_COLUMN
+        ]
+        if not text_ok and text_columns:
             bad_utf8 = pl.any_horizontal(
                 pl.col(c).str.contains("\ufffd", literal=True).fill_null(False)
-                for c in frame.columns
-                if frame.schema[c] == pl.String and c != PROBLEM_COLUMN
+                for c in text_columns
             )
             frame = frame.with_columns(
                 pl.when(bad_utf8 & pl.col(PROBLEM_COLUMN).is_null())
@@ -457,9 +467,7 @@ class RecordReader:
                 rows.append({})
                 problems.append(f"not a JSON object: {str(exc)[:80]}")
         frame = (
-            pl.from_dicts(rows, infer_schema_length=None)
-            if any(rows)
-            else pl.DataFrame({"__empty": [None] * n_records})
+            _frame_of_records(rows) if any(rows) else pl.DataFrame({"__empty": [None] * n_records})
         )
         if frame.height != n_records:  # pragma: no cover - from_dicts keeps one row each
             frame = pl.DataFrame({"__empty": [None] * n_records})
@@ -475,6 +483,26 @@ class RecordReader:
         if not has_problem:
             frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN))
         return frame
+
+
+def _frame_of_records(rows: list[dict[str, object]]) -> pl.DataFrame:
+    """JSON objects as one frame, even when a key's values differ in type across lines.
+
+    Such a key (a number here, text there) comes as text, JSON-encoded where not a string,
+    for validation to judge.
+    """
+    try:
+        return pl.from_dicts(rows, infer_schema_length=None)
+    except (TypeError, ValueError, pl.exceptions.PolarsError):
+        texts = [
+            {
+                key: value if value is None or isinstance(value, str) else json.dumps(value)
+                for key, value in row.items()
+            }
+            for row in rows
+        ]
+        names = list(dict.fromkeys(key for row in texts for key in row))
+        return pl.from_dicts(texts, schema={name: pl.String for name in names})
 
 
 def _fields_per_line(separators: np.ndarray, starts: np.ndarray, ends: np.ndarray) -> np.ndarray:

@@ -11,6 +11,7 @@ and date; :func:`load_price_book` expands them to one row per accelerator and re
 
 from __future__ import annotations
 
+import math
 import re
 import tomllib
 from collections.abc import Mapping
@@ -211,10 +212,25 @@ def load_price_book(path: Path, catalog: SkuCatalog) -> pl.DataFrame:
             field="price",
             fix="add one [[price]] table per accelerator",
         )
+    for region, site in regions.items():
+        if not isinstance(site, dict):
+            raise WorkbenchError(
+                f"region '{region}' is not a table",
+                file=path,
+                field=f"region.{region}",
+                fix=f"write its figures under a [region.{region}] table",
+            )
     rows: list[dict[str, Any]] = []
     generic: dict[str, dict[str, Any]] = {}
     specific: dict[tuple[str, str], dict[str, Any]] = {}
     for index, entry in enumerate(prices, start=1):
+        if not isinstance(entry, dict):
+            raise WorkbenchError(
+                f"price entry {index} is not a table",
+                file=path,
+                field="price",
+                fix="write each entry as a [[price]] table",
+            )
         name = str(entry.get("accelerator", ""))
         accelerator = catalog.resolve(name)
         if accelerator is None:
@@ -242,14 +258,16 @@ def load_price_book(path: Path, catalog: SkuCatalog) -> pl.DataFrame:
             entry.update(specific.get((accelerator, region), {}))
             if not entry:
                 continue
-            factor = float(site.get("cloud_price_factor", 1.0))
+            factor = _number(
+                site.get("cloud_price_factor", 1.0), path, f"region.{region}.cloud_price_factor"
+            )
             row: dict[str, Any] = {"accelerator": accelerator, "region": region}
             for name in PRICE_BOOK.schema.names():
                 if name in ("accelerator", "region", "source"):
                     continue
                 value = entry.get(name, site.get(name) if name in _SITE_FIELDS else None)
                 if name.endswith("_usd_per_hour") and value is not None and "region" not in entry:
-                    value = round(float(value) * factor, 4)
+                    value = round(_number(value, path, f"price.{name}") * factor, 4)
                 row[name] = value
             row["source"] = entry.get("source", document.get("source"))
             row["as_of"] = entry.get("as_of", document.get("as_of"))
@@ -267,6 +285,18 @@ def load_price_book(path: Path, catalog: SkuCatalog) -> pl.DataFrame:
     # _raise_first guarantees every row passed, so the rows are still in input order.
     good = validated.good.with_columns(source_column.alias("source"))
     return good.select(PRICE_BOOK.schema.names())
+
+
+def _number(value: Any, path: Path, key: str) -> float:
+    """A finite number from TOML, or an error naming the key (true/false are not numbers)."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise WorkbenchError(
+            f"{value!r} is not a finite number",
+            file=path,
+            field=key,
+            fix="write a plain number, e.g. 1.05",
+        )
+    return float(value)
 
 
 def _to_text(value: Any) -> str:

@@ -18,6 +18,7 @@ except the error type and the SKU-alias resolver protocol.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from workbench.timestamps import parse_iso_timestamps
 
 __all__ = [
     "ALLOCATION_KINDS",
+    "MAX_BILLING_ROW_USD",
     "ORDER_STATUSES",
     "QUARANTINE_SCHEMA",
     "TABLES",
@@ -478,6 +480,15 @@ def _cast_series(raw: pl.Series, dtype: pl.DataType) -> pl.Series:
     return pl.DataFrame([raw]).select(_cast_expr(raw.name, dtype)).to_series()
 
 
+def _json_text(values: pl.Series) -> pl.Series:
+    """A nested column as JSON text, one value at a time (rare: only malformed input)."""
+    return pl.Series(
+        values.name,
+        [None if v is None else json.dumps(v, default=str) for v in values.to_list()],
+        dtype=pl.String,
+    )
+
+
 def _resolve_accelerators(names: pl.Series, resolver: AcceleratorResolver) -> pl.Series:
     """Map each distinct name once (there are few) to its canonical id, null if unknown."""
     alias_map = resolver.alias_map()
@@ -515,6 +526,11 @@ def validate(
         )
     input_columns = [c for c in raw.columns if c != line_column and not c.startswith("__")]
     present = [c for c in spec.schema.names() if c in raw.columns and c != "source"]
+    # A list or object where a plain value belongs (JSON input) is judged as its JSON text,
+    # so it is quarantined as "not a number" (or kept as text) instead of failing the cast.
+    nested = [c for c in present if raw.schema[c].is_nested() and not spec.schema[c].is_nested()]
+    if nested:
+        raw = raw.with_columns(_json_text(raw.get_column(c)) for c in nested)
     frame = raw.with_columns(
         [pl.col(c).alias(f"{c}__raw") for c in present]
         + [
@@ -847,6 +863,10 @@ def validate_events(raw: pl.DataFrame, *, source: str, resolver: AcceleratorReso
     return validate(raw, EVENTS, source=source, checks=checks, resolver=resolver)
 
 
+MAX_BILLING_ROW_USD = 1e12
+"""A billing row's cost beyond this (a trillion USD) is a broken export, not a charge."""
+
+
 def validate_billing(
     raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver | None = None
 ) -> Validated:
@@ -870,6 +890,18 @@ def validate_billing(
             ),
         ),
         _one_of("ChargeCategory", CHARGE_CATEGORIES, lower=False),
+    ]
+    checks += [
+        Check(
+            column,
+            pl.col(column).abs() > MAX_BILLING_ROW_USD,
+            pl.format(
+                "{} {} is beyond any one charge (over 1e12 USD): check the export",
+                pl.lit(column),
+                pl.col(f"{column}__raw"),
+            ),
+        )
+        for column in ("BilledCost", "EffectiveCost", "ListCost")
     ]
     return validate(raw, BILLING, source=source, checks=checks, resolver=resolver)
 
