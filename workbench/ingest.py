@@ -9,15 +9,16 @@ whose bytes did not change since it was last ingested is skipped outright.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import partial
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import polars as pl
 
-from pipelines.jobs import ingest_job_records
+from pipelines.jobs import JobIngest, ingest_job_records
 from pipelines.readers import PROBLEM_COLUMN, file_format, read_delimited, split_broken_rows
 from workbench.allocation import attach_allocations
 from workbench.catalog import SkuCatalog, load_price_book, load_sku_catalog
@@ -33,6 +34,10 @@ from workbench.schema import (
     validate_orders,
 )
 from workbench.store import Workspace, file_sha256
+
+if TYPE_CHECKING:
+    from pipelines.column_map import ColumnMap
+    from workbench.executors import Executor
 
 __all__ = [
     "INGEST_KINDS",
@@ -183,10 +188,14 @@ def ingest(
     strict: bool = False,
     progress: Progress | None = None,
     options: IngestOptions | None = None,
+    executor: Executor | None = None,
 ) -> IngestReport:
     """Ingest files of one kind into the workspace and record the run.
 
     With ``strict``, any quarantined row fails the ingest and nothing is written.
+    ``executor`` reads and splits job-record files in parallel (local processes or a Dask
+    cluster, see :mod:`workbench.distributed_ingest`); their usage is combined in the order
+    of ``paths`` either way, so the tables and reconciliations equal a serial ingest's.
     """
     options = options or IngestOptions()
     if kind not in INGEST_KINDS:
@@ -254,16 +263,14 @@ def ingest(
             table = "usage_hourly" if options.grain == "hour" else "usage_daily"
             usage = workspace.read_table(table)
             excluded: list[pl.DataFrame] = []
-            for path in todo:
-                say(f"reading and splitting {path.name}")
-                result = ingest_job_records(
-                    path,
-                    resolver=catalog,
-                    source=_source(kind, path),
-                    column_map=column_map,
-                    export_time=options.export_time,
-                    grain=options.grain,
-                )
+            read_file = partial(
+                _read_job_file,
+                resolver=catalog,
+                column_map=column_map,
+                export_time=options.export_time,
+                grain=options.grain,
+            )
+            for path, result in _in_order(todo, read_file, executor, say):
                 usage, replaced = _replace_overlap(usage, result.usage_daily, result.source)
                 reconciliation = {**result.reconciliation(), "rows_replaced_older": replaced}
                 reports.append(FileReport(path, table, False, reconciliation, result.quarantine))
@@ -358,6 +365,55 @@ def ingest(
             workspace.write_table("quarantine", all_quarantine)
             run_id = run.run_id
         return IngestReport(kind=kind, run_id=run_id, files=skipped + reports)
+
+
+def _read_job_file(
+    path: Path,
+    *,
+    resolver: SkuCatalog,
+    column_map: ColumnMap | None,
+    export_time: datetime | None,
+    grain: Literal["day", "hour"],
+) -> tuple[Path, JobIngest]:
+    """Read and split one job-record file (runs in a worker when an executor is given)."""
+    result = ingest_job_records(
+        path,
+        resolver=resolver,
+        source=_source("jobs", path),
+        column_map=column_map,
+        export_time=export_time,
+        grain=grain,
+    )
+    return path, result
+
+
+def _in_order(
+    paths: Sequence[Path],
+    read_file: Callable[[Path], tuple[Path, JobIngest]],
+    executor: Executor | None,
+    say: Progress,
+) -> Iterator[tuple[Path, JobIngest]]:
+    """Per-file results in the order of ``paths``, each as soon as its predecessors are in."""
+    results: Iterable[tuple[Path, JobIngest]]
+    if executor is None:
+
+        def serially() -> Iterator[tuple[Path, JobIngest]]:
+            for path in paths:
+                say(f"reading and splitting {path.name}")
+                yield read_file(path)
+
+        results = serially()
+    else:
+        say(f"reading and splitting {len(paths)} file(s) on {executor.workers} worker(s)")
+        results = executor.map_unordered(read_file, paths)
+    position = {path: i for i, path in enumerate(paths)}
+    waiting: dict[int, tuple[Path, JobIngest]] = {}
+    next_index = 0
+    for path, result in results:
+        waiting[position[path]] = (path, result)
+        while next_index in waiting:
+            yield waiting.pop(next_index)
+            next_index += 1
 
 
 USAGE_KEYS: dict[str, list[str]] = {
