@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+from datetime import date
 from pathlib import Path
 
 import polars as pl
@@ -165,3 +167,30 @@ def test_weekday_pattern_matches_a_plain_loop(app_workspace):
     assert pattern["chip_hours_used"].to_list() == pytest.approx(
         [s / c for s, c in zip(sums, counts, strict=True)]
     )
+
+
+def test_hourly_usage_adds_the_hour_of_day_heatmap(tmp_path, monkeypatch):
+    from workbench.ingest import IngestOptions
+
+    workspace = Workspace(tmp_path / "hourly").init()
+    ingest(workspace, "catalog", [SAMPLE / "catalog" / "sku_catalog.toml"])
+    jobs = tmp_path / "jobs.csv"
+    header = "job_id,submit_time,start_time,end_time,chips,accelerator,region,team,workload"
+    rows = [  # one serving job a weekday 09:00-17:00 UTC for two weeks
+        f"j{d},2026-10-{d:02d}T09:00:00Z,2026-10-{d:02d}T09:00:00Z,"
+        f"2026-10-{d:02d}T17:00:00Z,8,h100-80gb,us-central1,search,serving"
+        for d in range(5, 19)
+        if date(2026, 10, d).weekday() < 5
+    ]
+    jobs.write_text("\n".join([header, *rows]) + "\n")
+    ingest(workspace, "jobs", [jobs])
+    ingest(workspace, "jobs", [jobs], options=IngestOptions(grain="hour"))
+    app = _app(workspace.root, monkeypatch)
+    charts = app.get("plotly_chart")
+    assert len(charts) == 3  # history, weekdays, weekday x hour
+    assert not any("--grain hour" in info.value for info in app.info)
+    heatmap = json.loads(charts[2].proto.spec)["data"][0]
+    assert heatmap["type"] == "heatmap"
+    monday = heatmap["y"].index("Mon")
+    assert heatmap["z"][monday][heatmap["x"].index(10)] == pytest.approx(8.0)
+    assert heatmap["z"][monday][heatmap["x"].index(20)] == pytest.approx(0.0)

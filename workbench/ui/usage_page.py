@@ -111,7 +111,7 @@ def _hour_figure(pattern: pl.DataFrame) -> go.Figure:
     hours = [c for c in wide.columns if c != "day"]
     figure = go.Figure(
         go.Heatmap(
-            z=wide.select(hours).to_numpy(),
+            z=wide.select(hours).to_numpy().tolist(),
             x=[int(h) for h in hours],
             y=wide["day"].to_list(),
             colorscale="Cividis",  # perceptually uniform and colour-blind safe
