@@ -178,6 +178,10 @@ class IngestOptions:
     """Billing tag that names the team."""
     region: str | None = None
     """Region for metric series that carry none, and for a job column map that sets none."""
+    parts_of: str | None = None
+    """Job files are parts of one export named so (partitions of a folder or glob): their
+    usage adds up instead of later files replacing earlier ones' overlapping days, and all
+    parts are read again when any changed (see :mod:`workbench.distributed_ingest`)."""
 
 
 def ingest(
@@ -224,6 +228,8 @@ def ingest(
         settings = _settings_key(kind, options)
         latest = _last_ingested(workspace)
         todo = [p for p in paths if latest.get(_source(kind, p)) != (digests[p], settings)]
+        if todo and options.parts_of:
+            todo = list(paths)  # the parts make one export: a changed part re-reads them all
         skipped = [
             FileReport(
                 p,
@@ -270,12 +276,25 @@ def ingest(
                 export_time=options.export_time,
                 grain=options.grain,
             )
+            parts: list[pl.DataFrame] = []
             for path, result in _in_order(todo, read_file, executor, say):
-                usage, replaced = _replace_overlap(usage, result.usage_daily, result.source)
+                if options.parts_of:
+                    parts.append(result.usage_daily)
+                    replaced = 0
+                else:
+                    usage, replaced = _replace_overlap(usage, result.usage_daily, result.source)
                 reconciliation = {**result.reconciliation(), "rows_replaced_older": replaced}
                 reports.append(FileReport(path, table, False, reconciliation, result.quarantine))
                 if result.excluded.height:
                     excluded.append(result.excluded)
+            if options.parts_of:
+                from workbench.distributed_ingest import combine_parts
+
+                export = f"jobs:{options.parts_of}"
+                combined = combine_parts(parts, USAGE_KEYS[table], export)
+                usage = usage.filter(~pl.col("source").is_in([_source(kind, p) for p in todo]))
+                usage, replaced = _replace_overlap(usage, combined, export)
+                reports[-1].reconciliation["rows_replaced_older"] = replaced
             if table == "usage_daily":
                 usage = _refill_from_metrics(workspace, usage)
                 usage = attach_allocations(usage, workspace.read_table("allocations"))
@@ -426,7 +445,8 @@ def _settings_key(kind: str, options: IngestOptions) -> str:
     """What besides the bytes shapes the result: a file ingested with other settings is new."""
     if kind == "jobs":
         export = options.export_time.isoformat() if options.export_time else ""
-        return f"map={options.column_map or ''};export={export};grain={options.grain}"
+        parts = f";parts_of={options.parts_of}" if options.parts_of else ""
+        return f"map={options.column_map or ''};export={export};grain={options.grain}{parts}"
     if kind == "billing":
         return f"tag_key={options.tag_key}"
     if kind == "metrics":
