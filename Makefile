@@ -9,7 +9,7 @@ WORKSPACE ?= workspace
 PORT ?= 8501
 
 .DEFAULT_GOAL := help
-.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest bench-forecast bench-calibration bench-plan bench-app clean
+.PHONY: help env demo test pytest lint chromium sample bench bench-large bench-ingest bench-forecast bench-calibration bench-plan bench-app bench-dask clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-12s %s\n", $$1, $$2}'
@@ -70,6 +70,9 @@ bench-app: env chromium  ## time to a rendered page for every app page, first an
 
 bench-plan: env  ## procurement solve time against pools and scenarios (MILP and LP + repair)
 	$(PY) benchmarks/plan_bench.py
+
+bench-dask: env  ## forecast fan-out: local processes (1, 2) vs a local Dask cluster (1, 2 workers), 10,000 series
+	$(PY) -m benchmarks.dask_scaling --series 10000
 
 clean:  ## remove the environment, caches and the default workspace
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache $(WORKSPACE)
