@@ -225,6 +225,56 @@ def test_future_events_add_expected_chips_and_widen_uncertain_ones() -> None:
     assert applied["expected_chip_days"].to_list() == [175.0, 175.0]
 
 
+def test_a_pool_wide_launch_is_shared_by_the_pools_teams_by_recent_demand() -> None:
+    start = date(2027, 1, 1)
+    ids = ["accelerator=h100", "pool=h100/us", "team=h100/us/a", "team=h100/us/b"]
+    forecast = _flat_forecast(ids, start, 14, 100.0)
+    nodes = pl.DataFrame(
+        {
+            "series_id": ids,
+            "accelerator": ["h100"] * 4,
+            "region": [None, "us", "us", "us"],
+            "team": [None, None, "a", "b"],
+        }
+    )
+    events = _events(
+        [
+            {
+                "event_id": "P",
+                "name": "pool launch",
+                "kind": "launch",
+                "start": start,
+                "end": None,
+                "accelerator": "h100",
+                "region": "us",
+                "team": None,
+                "chips": 80.0,
+                "probability": 1.0,
+            },
+        ]
+    )
+    out, applied = apply_future_events(
+        forecast,
+        nodes,
+        events,
+        LEVELS,
+        n_paths=500,
+        team_demand={"team=h100/us/a": 30.0, "team=h100/us/b": 10.0},
+    )
+    last = out.group_by("series_id").agg(pl.col("mean").last())
+    means = dict(zip(last["series_id"], last["mean"], strict=True))
+    assert means["team=h100/us/a"] == pytest.approx(160.0)  # 3/4 of 80 chips
+    assert means["team=h100/us/b"] == pytest.approx(120.0)
+    assert means["pool=h100/us"] == pytest.approx(180.0)
+    assert means["accelerator=h100"] == pytest.approx(180.0)
+    assert applied.height == 4
+    # Without team demand the teams are not told apart: only the aggregates move.
+    out, _ = apply_future_events(forecast, nodes, events, LEVELS, n_paths=500)
+    last = out.group_by("series_id").agg(pl.col("mean").last())
+    means = dict(zip(last["series_id"], last["mean"], strict=True))
+    assert means["team=h100/us/a"] == 100.0 and means["pool=h100/us"] == 180.0
+
+
 def test_planning_peaks_of_a_certain_forecast_are_the_weekly_maxima() -> None:
     start = date(2027, 3, 1)  # 4 whole weeks in Q1 (from Mar 1), then Q2
     horizon = 56

@@ -360,7 +360,7 @@ def path_correlation(
 def _quantile_matrix(frame: pl.DataFrame, levels: Sequence[float]) -> np.ndarray:
     """(series, horizon, levels) from a forecast frame sorted by series_id, ds."""
     n_series = frame["series_id"].n_unique()
-    values = frame.select([quantile_column(q) for q in levels]).to_numpy()
+    values = frame.select([quantile_column(q) for q in levels]).to_numpy(writable=True)
     return values.reshape(n_series, -1, len(levels))
 
 
@@ -375,6 +375,7 @@ def apply_future_events(
     *,
     n_paths: int = 1000,
     seed: int = 0,
+    team_demand: Mapping[str, float] | None = None,
 ) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Add future events to the forecast of every node they fall under.
 
@@ -384,6 +385,12 @@ def apply_future_events(
     widens the interval and a certain one shifts it. ``nodes`` maps ``series_id`` to the
     key columns (accelerator, region, team; null above their level). Returns the forecast
     and a frame of ``event_id, series_id, expected_chip_days``.
+
+    An event naming no team (a pool-wide launch) lands in full on the aggregates it falls
+    under and, given ``team_demand`` (recent demand per team ``series_id``), is shared out
+    over the teams of those pools by their recent demand, so teams still add up to their
+    pool and reconciliation has nothing to undo. Without ``team_demand`` it stays on the
+    aggregates.
     """
     forecast = forecast.sort("series_id", "ds")
     ds_values = forecast.filter(pl.col("series_id") == forecast["series_id"][0])["ds"].to_list()
@@ -410,34 +417,52 @@ def apply_future_events(
             if not shape.any():
                 continue
         delta = float(event["chips"]) * shape
-        under = nodes.filter(
-            (pl.col("accelerator").is_null() | (pl.col("accelerator") == event["accelerator"]))
-            & (
-                pl.col("region").is_null()
-                | pl.lit(event.get("region") is None)
-                | (pl.col("region") == event.get("region"))
-            )
-            & (
-                pl.col("team").is_null()
-                | pl.lit(event.get("team") is None)
-                | (pl.col("team") == event.get("team"))
-            )
+        matches = pl.col("accelerator").is_null() | (pl.col("accelerator") == event["accelerator"])
+        for key in ("region", "team"):
+            if event.get(key) is not None:  # an event naming no region (team) spans them all
+                matches &= pl.col(key).is_null() | (pl.col(key) == event[key])
+        under = nodes.filter(matches)
+        targets: list[tuple[str, np.ndarray]] = []
+        teams = under.filter(pl.col("team").is_not_null())
+        weights = np.array(
+            [max((team_demand or {}).get(t, 0.0), 0.0) for t in teams["series_id"].to_list()]
         )
-        # An event naming no team lands on aggregates only: teams of the pool are not told
-        # apart, so the bottom level carries it after reconciliation.
-        if event.get("team") is None:
-            under = under.filter(pl.col("team").is_null())
-        if event.get("region") is None:
-            under = under.filter(pl.col("region").is_null())
-        for sid in under["series_id"].to_list():
+        if event.get("team") is None and team_demand is not None and weights.sum() > 0:
+            # The teams under it share it by their recent demand; every aggregate above them
+            # takes the sum of its teams' shares, so the hierarchy stays coherent.
+            share = weights / weights.sum()
+            team_keys = teams.select("accelerator", "region").rows()
+            for node in under.filter(pl.col("team").is_null()).iter_rows(named=True):
+                inside = np.array(
+                    [
+                        (node["accelerator"] is None or node["accelerator"] == acc)
+                        and (node["region"] is None or node["region"] == reg)
+                        for acc, reg in team_keys
+                    ]
+                )
+                if share[inside].sum() > 0:
+                    targets.append((node["series_id"], delta * share[inside].sum()))
+            targets += [
+                (t, delta * w)
+                for t, w in zip(teams["series_id"].to_list(), share, strict=True)
+                if w > 0
+            ]
+        else:
+            # Without team demand, an event naming no team lands on the aggregates only.
+            if event.get("team") is None:
+                under = under.filter(pl.col("team").is_null())
+            if event.get("region") is None:
+                under = under.filter(pl.col("region").is_null())
+            targets += [(sid, delta) for sid in under["series_id"].to_list()]
+        for sid, part in targets:
             if sid not in position:
                 continue
-            effects.setdefault(position[sid], []).append((delta, float(event["probability"])))
+            effects.setdefault(position[sid], []).append((part, float(event["probability"])))
             applied.append(
                 {
                     "event_id": event["event_id"],
                     "series_id": sid,
-                    "expected_chip_days": float(event["probability"]) * float(delta.sum()),
+                    "expected_chip_days": float(event["probability"]) * float(part.sum()),
                 }
             )
     if not effects:
@@ -880,8 +905,21 @@ def forecast_fleet(
         schema={"event_id": pl.String, "series_id": pl.String, "expected_chip_days": pl.Float64}
     )
     if events is not None and events.height:
+        recent = (
+            history.filter(
+                pl.col("level") == "team", pl.col("ds") > history_end - timedelta(days=28)
+            )
+            .group_by("series_id")
+            .agg(pl.col("y").mean())
+        )
         forecast, applied = apply_future_events(
-            forecast, nodes, events, levels, n_paths=settings.sample_paths, seed=settings.seed
+            forecast,
+            nodes,
+            events,
+            levels,
+            n_paths=settings.sample_paths,
+            seed=settings.seed,
+            team_demand=dict(zip(recent["series_id"], recent["y"], strict=True)),
         )
     stage("reconcile")
     adjustments = pl.DataFrame()
