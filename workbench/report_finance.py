@@ -341,6 +341,11 @@ def write_workbook(report: FinanceReport, path: Path) -> Path:
             cell.alignment = Alignment(wrap_text=True, vertical="top")
         for row in frame.iter_rows():
             sheet.append([_cell_value(v) for v in row])
+            for cell in sheet[sheet.max_row]:
+                # Text from the data ("=HYPERLINK(...)" as a team name) stays text, never
+                # a formula Excel would run.
+                if cell.data_type == "f":
+                    cell.data_type = "s"
         formats = [_number_format(c, t) for c, t in frame.schema.items()]
         for index, (column, number_format) in enumerate(
             zip(frame.columns, formats, strict=True), start=1

@@ -364,20 +364,15 @@ class Workspace:
 
         connection = duckdb.connect(":memory:")
         try:
+            # Views through the relation API: no file or table name is pasted into SQL text.
             for name in self.table_names():
-                path = str(self.table_path(name)).replace("'", "''")
-                connection.execute(
-                    f"CREATE VIEW \"{name}\" AS SELECT * FROM read_parquet('{path}')"
-                )
+                connection.read_parquet(str(self.table_path(name))).create_view(name)
             latest: dict[str, Path] = {}
             for run in self.runs():
                 for output in run.outputs():
                     latest[output] = run.path / f"{output}.parquet"
             for output, output_path in latest.items():
-                quoted = str(output_path).replace("'", "''")
-                connection.execute(
-                    f"CREATE VIEW \"run_{output}\" AS SELECT * FROM read_parquet('{quoted}')"
-                )
+                connection.read_parquet(str(output_path)).create_view(f"run_{output}")
             try:
                 # A relation, not execute(): DuckDB 2 connections have no .pl(), and a
                 # statement that returns no rows (CREATE, SET) gives no relation.
