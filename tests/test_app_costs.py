@@ -112,3 +112,25 @@ def test_an_empty_workspace_says_how_to_load_data(tmp_path, monkeypatch):
     app = open_page(workspace.root, monkeypatch, PAGE)
     assert "workbench demo" in app.info[0].value
     assert not app.metric
+
+
+def test_the_treemap_gives_each_accelerator_its_fleet_colour(billed_workspace, monkeypatch):  # noqa: F811
+    import json
+
+    from workbench.ui.format import accelerator_colors
+
+    fleet = billed_workspace.read_table("usage_daily")["accelerator"].unique().to_list()
+    app = open_page(
+        billed_workspace.root,
+        monkeypatch,
+        PAGE,
+        {"shell_accelerators": sorted(fleet), "costs_treemap": "accelerator > region > team"},
+    )
+    spec = json.loads(app.get("plotly_chart")[0].proto.spec)
+    treemap = spec["data"][0]
+    colours = dict(zip(treemap["ids"], treemap["marker"]["colors"], strict=True))
+    expected = accelerator_colors(fleet)
+    tops = [node for node in colours if "/" not in node]
+    assert tops and all(colours[node] == expected[node] for node in tops)
+    # Children wear their accelerator's colour.
+    assert all(colours[node] == expected[node.split("/")[0]] for node in colours)

@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from workbench.access import restrict_showback
 from workbench.cost_views import (
     cost_totals,
     monthly_trend,
@@ -24,6 +25,7 @@ from workbench.cost_views import (
 from workbench.errors import WorkbenchError
 from workbench.showback import DIMENSIONS, Showback, breakdown, reconcile
 from workbench.tco import COMPONENTS
+from workbench.ui.access_gate import current_viewer
 from workbench.ui.cache import (
     cached_showback,
     cached_table,
@@ -32,7 +34,7 @@ from workbench.ui.cache import (
     workspace_root,
 )
 from workbench.ui.format import COLORS, PALETTE, percent, usd, usd_short
-from workbench.ui.shell import current_filter
+from workbench.ui.shell import current_filter, fleet_accelerator_colors
 
 __all__ = ["render"]
 
@@ -68,6 +70,8 @@ def _money_columns(frame: pl.DataFrame) -> dict[str, Any]:
 def _treemap(nodes: pl.DataFrame, path: tuple[str, ...]) -> go.Figure:
     top = nodes.filter(pl.col("parent") == "")["label"].sort().to_list()
     colors = {label: PALETTE[index % len(PALETTE)] for index, label in enumerate(top)}
+    if path and path[0] == "accelerator":  # each accelerator wears its colour of every page
+        colors.update(fleet_accelerator_colors())
     marker_colors = [colors[node.split("/", 1)[0]] for node in nodes["id"].to_list()]
     figure = go.Figure(
         go.Treemap(
@@ -272,7 +276,9 @@ def render() -> None:
     except WorkbenchError as exc:
         st.error(exc.one_line())
         return
-    sliced = slice_showback(result, fleet.expression(result.cells.columns))
+    # A team's viewer gets its own cells only, whatever the filter says (workbench.access).
+    visible = restrict_showback(result, current_viewer())
+    sliced = slice_showback(visible, fleet.expression(visible.cells.columns))
     totals = cost_totals(sliced)
     period = first if first == last else f"{first} to {last}"
     st.caption(f"{fleet.describe().capitalize()}, {period}.")

@@ -17,6 +17,7 @@ import polars as pl
 import streamlit as st
 
 from workbench.overview import Slice
+from workbench.ui.format import accelerator_colors
 
 __all__ = [
     "ALL",
@@ -24,6 +25,7 @@ __all__ = [
     "FleetFilter",
     "current_filter",
     "draw_sidebar_filter",
+    "fleet_accelerator_colors",
     "link_to",
     "register_pages",
 ]
@@ -86,6 +88,15 @@ def current_filter() -> FleetFilter:
     )
 
 
+def fleet_accelerator_colors() -> dict[str, str]:
+    """One colour per accelerator of the whole workspace (see :func:`accelerator_colors`).
+
+    The same on every page and whatever the sidebar's slice: a chart of one region keeps
+    the colours of the fleet.
+    """
+    return accelerator_colors(st.session_state.get(f"{_KEY}accelerators", []))
+
+
 def draw_sidebar_filter(choices: pl.DataFrame) -> FleetFilter:
     """Draw the fleet filter in the sidebar and mirror it into the URL.
 
@@ -94,6 +105,10 @@ def draw_sidebar_filter(choices: pl.DataFrame) -> FleetFilter:
     that the workspace does not have falls back to ``All`` with a warning.
     """
     narrowed = choices
+    if "accelerator" in choices.columns:  # the whole fleet's, for stable chart colours
+        st.session_state[f"{_KEY}accelerators"] = sorted(
+            str(v) for v in choices.get_column("accelerator").drop_nulls().unique().to_list()
+        )
     chosen: dict[str, str] = {}
     for dimension in DIMENSIONS:
         key = f"{_KEY}{dimension}"
