@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import streamlit as st
 
+from workbench.access import restrict_frame
 from workbench.ui import (
     costs_page,
     data_page,
@@ -19,6 +20,7 @@ from workbench.ui import (
     scenarios_page,
     usage_page,
 )
+from workbench.ui.access_gate import current_viewer
 from workbench.ui.cache import cached_filter_choices, table_version, workspace_root
 from workbench.ui.shell import draw_sidebar_filter, register_pages
 
@@ -69,15 +71,29 @@ sections: dict[str, list[st.Page]] = {
         st.Page(runs_page.render, title="Runs", icon=":material/history:", url_path="runs"),
     ],
 }
+# Who is looking (sign-in is optional; see workbench/access.py). A team's viewer gets the
+# usage and costs pages, a filter offering only its teams, and the team always set.
+viewer = current_viewer()
+if not viewer.sees_all:
+    sections = {
+        "Fleet": [page for page in sections["Fleet"] if page.url_path == "usage"],
+        "Money": sections["Money"],
+    }
 sections = {name: pages for name, pages in sections.items() if pages}
 
 # The filter is drawn before the page runs, so every page sees the same slice of the fleet.
 root = workspace_root()
-draw_sidebar_filter(
+choices = restrict_frame(
     cached_filter_choices(
         str(root), table_version(root, "usage_daily"), table_version(root, "allocations")
-    )
+    ),
+    viewer,
 )
+if viewer.teams is not None:
+    allowed = sorted(viewer.teams)
+    if st.session_state.get("shell_team") not in allowed:
+        st.session_state["shell_team"] = allowed[0]
+draw_sidebar_filter(choices)
 register_pages(sections)
 navigation = st.navigation(sections)
 navigation.run()

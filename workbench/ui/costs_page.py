@@ -14,6 +14,7 @@ import plotly.graph_objects as go
 import polars as pl
 import streamlit as st
 
+from workbench.access import restrict_showback
 from workbench.cost_views import (
     cost_totals,
     monthly_trend,
@@ -24,6 +25,7 @@ from workbench.cost_views import (
 from workbench.errors import WorkbenchError
 from workbench.showback import DIMENSIONS, Showback, breakdown, reconcile
 from workbench.tco import COMPONENTS
+from workbench.ui.access_gate import current_viewer
 from workbench.ui.cache import (
     cached_showback,
     cached_table,
@@ -274,7 +276,9 @@ def render() -> None:
     except WorkbenchError as exc:
         st.error(exc.one_line())
         return
-    sliced = slice_showback(result, fleet.expression(result.cells.columns))
+    # A team's viewer gets its own cells only, whatever the filter says (workbench.access).
+    visible = restrict_showback(result, current_viewer())
+    sliced = slice_showback(visible, fleet.expression(visible.cells.columns))
     totals = cost_totals(sliced)
     period = first if first == last else f"{first} to {last}"
     st.caption(f"{fleet.describe().capitalize()}, {period}.")
