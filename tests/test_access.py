@@ -58,11 +58,13 @@ def test_restrict_frame_keeps_only_the_viewers_teams():
 
 
 def test_restrict_showback_hides_other_teams_idle_and_pool_totals(billed_workspace):  # noqa: F811
+    read = billed_workspace.read_table
     result = showback(
-        *(
-            billed_workspace.read_table(t)
-            for t in ("usage_daily", "inventory", "billing", "price_book", "sku_catalog")
-        ),
+        read("usage_daily"),
+        read("inventory"),
+        read("billing"),
+        read("price_book"),
+        read("sku_catalog"),
         (date(2026, 10, 1),),
         ShowbackPolicy(),
     )
