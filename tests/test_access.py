@@ -144,3 +144,16 @@ def test_finance_sees_every_team(billed_workspace, monkeypatch):  # noqa: F811
     go_to(app, "costs")
     teams = set(_costs_table(app)["team"])
     assert TEAM in teams and IDLE in teams and len(teams) > 3
+
+
+def test_the_app_binds_to_this_machine_unless_told_otherwise(tmp_path):
+    import inspect
+
+    from workbench.cli import _streamlit_command, app_command
+
+    assert inspect.signature(app_command).parameters["address"].default == "127.0.0.1"
+    command = _streamlit_command(tmp_path, 8501, "127.0.0.1")
+    assert command[command.index("--server.address") + 1] == "127.0.0.1"
+    # No Streamlit config in the repository overrides the address.
+    for config in ROOT.glob(".streamlit/*.toml"):
+        assert "address" not in config.read_text()
