@@ -493,7 +493,7 @@ def _frame_of_records(rows: list[dict[str, object]]) -> pl.DataFrame:
     """
     try:
         return pl.from_dicts(rows, infer_schema_length=None)
-    except (TypeError, ValueError, pl.exceptions.PolarsError):
+    except (TypeError, ValueError, OverflowError, pl.exceptions.PolarsError):
         texts = [
             {
                 key: value if value is None or isinstance(value, str) else json.dumps(value)

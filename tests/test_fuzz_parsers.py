@@ -786,6 +786,14 @@ def test_jsonl_with_a_key_of_mixed_types_is_quarantined_not_a_crash(tmp_path):
     assert result.rows_quarantined == 3
 
 
+def test_jsonl_integer_beyond_any_integer_type(tmp_path):
+    path = tmp_path / "jobs.jsonl"
+    path.write_text('{"chips": {"a": 99999999999999999999999999999999999999999}}\nnot json\n')
+    result = check_job_ingest(path, sample_catalog())
+    assert result is not None
+    assert result.rows_quarantined == 2
+
+
 def test_jsonl_line_of_bad_bytes_without_text_columns(tmp_path):
     path = tmp_path / "jobs.jsonl"
     path.write_bytes(b"\xa6w\xc2\t\r\n{\n")
