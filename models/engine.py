@@ -57,6 +57,8 @@ __all__ = [
 DEFAULT_CANDIDATES: tuple[str, ...] = ("seasonal_naive", "naive2", "theta", "ets", "gbm")
 #: Where a failed model falls back to, in order (the first that fits the series is used).
 DEFAULT_FALLBACK: tuple[str, ...] = ("theta", "seasonal_naive", "naive")
+LAST_VALUE = "last_value"
+"""What a series too short for every fallback model is forecast with (its last value)."""
 #: A forecast above this multiple of the history's maximum counts as exploded.
 EXPLOSION_FACTOR = 10.0
 #: An upper quantile above this multiple of the history's maximum counts as exploded too
@@ -296,6 +298,18 @@ def _forecast_with_fallback(
             note = f"{model_name}: {reasons[int(j)]}"
             out.reasons[i] = f"{prefix}; {note}" if prefix else note
         pending = pending[failed]
+    # A series too short for every model in the chain (one observation) still gets a
+    # forecast: its last value, flat and certain, and the reason says so.
+    for i in pending.tolist():
+        observed = panel.series(int(i))
+        finite = observed[np.isfinite(observed)]
+        level = float(finite[-1]) if finite.size else 0.0
+        out.mean[i] = level
+        for q in levels:
+            out.quantiles[q][i] = level
+        out.used[i] = LAST_VALUE
+        note = f"{LAST_VALUE}: no model fits this few observations; the last one is repeated"
+        out.reasons[i] = f"{out.reasons[i]}; {note}" if i in out.reasons else note
     return out
 
 
