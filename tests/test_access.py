@@ -157,3 +157,18 @@ def test_the_app_binds_to_this_machine_unless_told_otherwise(tmp_path):
     # No Streamlit config in the repository overrides the address.
     for config in ROOT.glob(".streamlit/*.toml"):
         assert "address" not in config.read_text()
+
+
+def test_a_team_sees_its_own_usage_only(billed_workspace, monkeypatch):  # noqa: F811
+    app = _app(
+        billed_workspace.root, monkeypatch, {"is_logged_in": True, "email": "ana@example.com"}
+    )
+    go_to(app, "usage")
+    assert [t.value for t in app.title] == ["Usage"]
+    assert app.selectbox(key="shell_team").value == TEAM
+    # Every table the page shows that has a team column holds this team only.
+    for frame in app.dataframe:
+        value = frame.value
+        table = value if isinstance(value, pl.DataFrame) else pl.from_pandas(value)
+        if "team" in table.columns:
+            assert set(table["team"].drop_nulls()) <= {TEAM}
