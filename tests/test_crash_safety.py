@@ -40,8 +40,11 @@ def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
     return completed
 
 
-def kill_at(args: list[str], crash_point: Callable[[float], bool], *, timeout: float = 300) -> None:
-    """Start ``workbench *args`` and SIGKILL it as soon as ``crash_point(elapsed)`` holds."""
+CrashPoint = Callable[[int], bool]
+
+
+def kill_at(args: list[str], crash_point: CrashPoint, *, timeout: float = 300) -> None:
+    """Start ``workbench *args`` and SIGKILL it as soon as ``crash_point(pid)`` holds."""
     process = subprocess.Popen(
         [*WORKBENCH, *args], env=ENV, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
     )
@@ -49,7 +52,7 @@ def kill_at(args: list[str], crash_point: Callable[[float], bool], *, timeout: f
     try:
         while True:
             elapsed = time.monotonic() - began
-            if crash_point(elapsed):
+            if crash_point(process.pid):
                 process.send_signal(signal.SIGKILL)
                 break
             if process.poll() is not None:
@@ -65,13 +68,28 @@ def kill_at(args: list[str], crash_point: Callable[[float], bool], *, timeout: f
     assert process.returncode == -signal.SIGKILL
 
 
-def staging_in(folder: Path) -> Callable[[float], bool]:
+def staging_in(folder: Path) -> CrashPoint:
     """The crash point "a writer has started staging something in ``folder``"."""
-    return lambda _elapsed: any(folder.glob(".staging-*"))
+    return lambda _pid: any(folder.glob(".staging-*"))
 
 
-def after(seconds: float) -> Callable[[float], bool]:
-    return lambda elapsed: elapsed >= seconds
+def reading(path: Path, *, for_seconds: float = 0.3) -> CrashPoint:
+    """The crash point "the process has had ``path`` open for a while" (Linux: its /proc
+    fd links): past hashing the file, into reading its records."""
+    target = str(path.resolve())
+    first_seen: list[float] = []
+
+    def is_reading(pid: int) -> bool:
+        try:
+            links = [os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()]
+        except OSError:  # a descriptor closed while listing; ask again
+            return False
+        if target not in links:
+            return False
+        first_seen.append(time.monotonic())
+        return first_seen[-1] - first_seen[0] >= for_seconds
+
+    return is_reading
 
 
 def assert_consistent(workspace: Workspace, runs_before: list[str]) -> None:
@@ -107,7 +125,7 @@ def test_ingest_killed_mid_way(sample_workspace, tmp_path, jobs_file, crash_poin
     reference = copy_workspace(sample_workspace.workspace, tmp_path / "reference")
     before = [r.run_id for r in workspace.runs()]
     point = {
-        "reading": after(2.5),
+        "reading": reading(jobs_file),
         "run staging": staging_in(workspace.runs_dir),
         "table writes": staging_in(workspace.tables_dir),
     }[crash_point]
