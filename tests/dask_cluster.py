@@ -1,7 +1,7 @@
 """A real Dask cluster on 127.0.0.1 for tests: one ``dask scheduler``, N ``dask worker``s.
 
-Each process is started in its own session (so a worker's nanny and its child die
-together), on free ports, without dashboards, one thread per worker; :func:`local_cluster`
+Each process is started in its own session (so killing a worker kills all of it), on
+free ports, without dashboards, one thread per worker; :func:`local_cluster`
 waits until a client sees every worker and always kills and waits on every process.
 """
 
@@ -79,6 +79,9 @@ def start_worker(address: str, log: Path) -> subprocess.Popen[bytes]:
             "127.0.0.1",
             "--memory-limit",
             "0",
+            # Without a nanny: under one, the engine's batches took twice the CPU time
+            # (measured on a 500-series batch: 3.8 s against 1.8 s in this process).
+            "--no-nanny",
             # Safety net should a test runner be killed before teardown: the worker exits
             # when its scheduler is gone, the scheduler when no client came for a while.
             "--death-timeout",

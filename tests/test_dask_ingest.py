@@ -138,3 +138,23 @@ def test_memory_urls_ingest_like_local_files(partitioned: Path, tmp_path: Path) 
         remote.read_table("usage_daily").drop("source"),
         local.read_table("usage_daily").drop("source"),
     )
+
+
+def test_cli_ingests_a_partition_folder_on_the_cluster(
+    cluster: Cluster, partitioned: Path, tmp_path: Path
+) -> None:
+    from typer.testing import CliRunner
+
+    from workbench.cli import app
+
+    local = _workspace(tmp_path / "local")
+    ingest_partitioned(local, [str(partitioned)])
+    remote = _workspace(tmp_path / "remote")
+    result = CliRunner().invoke(
+        app,
+        ["ingest", "jobs", str(partitioned), "--workspace", str(remote.root)],
+        env={"WORKBENCH_DASK_SCHEDULER": cluster.address},
+    )
+    assert result.exit_code == 0, result.output
+    assert "committed" in result.output
+    assert_frame_equal(remote.read_table("usage_daily"), local.read_table("usage_daily"))

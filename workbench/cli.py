@@ -153,7 +153,13 @@ def init(workspace: WorkspaceOption = DEFAULT_WORKSPACE) -> None:
 )
 def ingest(
     kind: Annotated[str, typer.Argument(help="What the files are (see KINDS).")],
-    paths: Annotated[list[Path], typer.Argument(help="Files to ingest.")],
+    paths: Annotated[
+        list[str],
+        typer.Argument(
+            help="Files to ingest. jobs: also folders (hive date=... partitions), glob "
+            "patterns and fsspec URLs (file://, memory://, s3://...), read as parts of one export."
+        ),
+    ],
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
     strict: Annotated[
         bool, typer.Option(help="Fail (and write nothing) if any row is quarantined.")
@@ -178,10 +184,24 @@ def ingest(
         str | None,
         typer.Option(help="metrics and mapped jobs: the region, where the file carries none."),
     ] = None,
+    scheduler: Annotated[
+        str | None,
+        typer.Option(
+            help="jobs: read and split the files on this Dask scheduler (tcp://HOST:8786).",
+            envvar="WORKBENCH_DASK_SCHEDULER",
+        ),
+    ] = None,
 ) -> None:
     from workbench.ingest import ingest as run_ingest
 
-    for path in paths:
+    partitioned = kind == "jobs" and (
+        scheduler is not None
+        or any(
+            "://" in given or any(c in given for c in "*?[") or Path(given).is_dir()
+            for given in paths
+        )
+    )
+    for path in [] if partitioned else [Path(given) for given in paths]:
         if not path.is_file():
             problem = "is a folder, not a file" if path.is_dir() else "file not found"
             raise WorkbenchError(problem, file=path, fix="check the path and try again")
@@ -207,7 +227,21 @@ def ingest(
             if message.startswith("reading"):
                 progress.advance(task)
 
-        report = run_ingest(ws, kind, paths, strict=strict, progress=step, options=options)
+        if partitioned:
+            from workbench.distributed_ingest import ingest_partitioned
+            from workbench.executors import DaskExecutor
+
+            executor = DaskExecutor(scheduler) if scheduler else None
+            try:
+                report = ingest_partitioned(
+                    ws, paths, executor=executor, options=options, strict=strict, progress=step
+                )
+            finally:
+                if executor is not None:
+                    executor.close()
+        else:
+            files = [Path(given) for given in paths]
+            report = run_ingest(ws, kind, files, strict=strict, progress=step, options=options)
     _print_reconciliation(report.files)
     quarantine = report.quarantine
     if quarantine.height:

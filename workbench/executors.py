@@ -19,7 +19,6 @@ from __future__ import annotations
 import multiprocessing
 import os
 import uuid
-import warnings
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
@@ -169,36 +168,30 @@ class DaskExecutor:
     def map_unordered(self, fn: Callable[[Any], Any], tasks: Iterable[Any]) -> Iterator[Any]:
         """Submit every task as a future and yield results as they complete.
 
-        A batch lost with its worker is rescheduled by the scheduler; one that fails for
-        good (``KilledWorker``: its workers died too often) is resubmitted up to
-        ``retries`` times. An exception raised by ``fn`` itself propagates after
-        ``retries``.
+        Each task's data is scattered to a worker first, so the series travel from here to
+        a worker once instead of through the scheduler inside the task graph. A batch whose
+        worker died (its data or its run lost: ``KilledWorker``, a cancelled future) is
+        scattered and submitted again, up to ``retries`` times. An exception raised by
+        ``fn`` itself propagates after ``retries``.
         """
         from distributed import as_completed as dask_as_completed
         from distributed.scheduler import KilledWorker
+        from distributed.utils import CancelledError
 
         run = uuid.uuid4().hex[:12]
         items = list(tasks)
-        with warnings.catch_warnings():
-            # Batches carry their series: a large graph is the point, not a mistake.
-            warnings.filterwarnings("ignore", message=".*[Ll]arge graph.*")
-            futures = {
-                self._submit(fn, task, f"workbench-batch-{run}-{i}"): i
-                for i, task in enumerate(items)
-            }
+        futures = {self._submit(fn, task, f"{run}-{i}"): i for i, task in enumerate(items)}
         attempts = dict.fromkeys(futures.values(), 0)
         pending = dask_as_completed(list(futures), loop=self.client.loop)
         for future in pending:
             index = futures.pop(future)
             try:
                 result = future.result()
-            except KilledWorker:
+            except (KilledWorker, CancelledError):
                 if attempts[index] >= self.retries:
                     raise
                 attempts[index] += 1
-                again = self._submit(
-                    fn, items[index], f"workbench-batch-{run}-{index}-{attempts[index]}"
-                )
+                again = self._submit(fn, items[index], f"{run}-{index}-{attempts[index]}")
                 futures[again] = index
                 pending.add(again)
                 continue
@@ -206,8 +199,12 @@ class DaskExecutor:
                 future.release()
             yield result
 
-    def _submit(self, fn: Callable[[Any], Any], task: Any, key: str) -> Any:
-        return self.client.submit(fn, task, key=key, pure=False, retries=self.retries)
+    def _submit(self, fn: Callable[[Any], Any], task: Any, name: str) -> Any:
+        # A list of one: scattering a tuple would scatter each of its items apart.
+        (data,) = self.client.scatter([task], hash=False)
+        return self.client.submit(
+            fn, data, key=f"workbench-batch-{name}", pure=False, retries=self.retries
+        )
 
     def close(self) -> None:
         """Close the client (the cluster keeps running)."""
