@@ -22,7 +22,7 @@ from workbench.errors import WorkbenchError
 from workbench.report_finance import SHEETS, FinanceReport, write_workbook
 from workbench.scenarios import sanitize_name
 from workbench.store import Workspace
-from workbench.uploads import safe_upload_name
+from workbench.uploads import safe_download_name, safe_upload_name
 
 ROOT = Path(__file__).resolve().parent.parent
 LIBRARY = sorted(
@@ -112,3 +112,21 @@ def test_user_file_names_stay_in_their_folder(tmp_path, name):
         assert "\\" not in safe
         assert not safe.startswith(".")
         assert (tmp_path / safe).resolve().parent == tmp_path.resolve()
+
+
+def test_download_names_from_data_are_plain_names():
+    assert safe_download_name("reclaim_a/b_history.csv") == "reclaim_a_b_history.csv"
+    assert safe_download_name("forecast_team-../../x.csv") == "forecast_team-._._x.csv"
+    assert safe_download_name('scenario_"a\r\nb"_plan.csv') == "scenario__a_b__plan.csv"
+    # Every download in the app built from data goes through it.
+    pages = ROOT / "workbench" / "ui"
+    for path in pages.glob("*_page.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.keyword) and node.arg == "file_name":
+                value = node.value
+                interpolates_data = isinstance(value, ast.JoinedStr) and any(
+                    isinstance(part, ast.FormattedValue)
+                    and not (isinstance(part.value, ast.Attribute) and part.value.attr == "run_id")
+                    for part in value.values
+                )
+                assert not interpolates_data, f"{path.name}:{node.value.lineno}"

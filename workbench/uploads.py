@@ -31,6 +31,7 @@ __all__ = [
     "UPLOAD_LIMIT_ENV",
     "UploadSettings",
     "ingest_upload",
+    "safe_download_name",
     "safe_upload_name",
     "save_upload",
     "upload_limit_mb",
@@ -77,6 +78,15 @@ def safe_upload_name(name: str) -> str:
         stem, dot, suffix = cleaned.rpartition(".")
         cleaned = (stem[: _MAX_NAME - len(suffix) - 1] + dot + suffix) if dot else cleaned[:120]
     return cleaned or "upload"
+
+
+def safe_download_name(name: str) -> str:
+    """A plain file name for a download built from data (a team, a series id, a scenario).
+
+    Like :func:`safe_upload_name`, but folder separators are kept as ``_`` rather than
+    cutting the name at them: ``reclaim_a/b_history.csv`` -> ``reclaim_a_b_history.csv``.
+    """
+    return safe_upload_name(re.sub(r"[/\\]", "_", name))
 
 
 @dataclass(frozen=True)

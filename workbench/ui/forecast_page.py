@@ -29,6 +29,7 @@ from workbench.ui.cache import (
 )
 from workbench.ui.format import COLORS, chips
 from workbench.ui.shell import current_filter, link_to
+from workbench.uploads import safe_download_name
 
 __all__ = ["HISTORY_WINDOWS", "render", "series_label"]
 
@@ -289,7 +290,7 @@ def render() -> None:
     st.download_button(
         "Download this series' forecast (CSV)",
         own.write_csv(),
-        file_name=f"forecast_{series_id.replace('/', '_').replace('=', '-')}.csv",
+        file_name=safe_download_name(f"forecast_{series_id.replace('=', '-')}.csv"),
         mime="text/csv",
         key=f"{_KEY}download",
     )

@@ -24,6 +24,7 @@ from workbench.ui.cache import (
 )
 from workbench.ui.format import COLORS, PALETTE, chips, usd, usd_short
 from workbench.ui.shell import ALL, current_filter
+from workbench.uploads import safe_download_name
 
 __all__ = ["render"]
 
@@ -168,7 +169,7 @@ def _drill_down(table: pl.DataFrame, as_of: date, lookback_days: int) -> None:
             st.download_button(
                 "Download CSV",
                 history.write_csv(),
-                file_name=f"reclaim_{team}_history.csv",
+                file_name=safe_download_name(f"reclaim_{team}_history.csv"),
                 mime="text/csv",
                 key=f"{_KEY}history_download",
             )

@@ -41,6 +41,7 @@ from workbench.ui.cache import (
 )
 from workbench.ui.format import COLORS, usd
 from workbench.ui.shell import ALL, current_filter, link_to
+from workbench.uploads import safe_download_name
 
 __all__ = ["NEW", "render"]
 
@@ -347,7 +348,7 @@ def _show(outcome: ScenarioOutcome) -> None:
     st.download_button(
         "Download scenario vs baseline (CSV)",
         plan.write_csv(),
-        file_name=f"scenario_{outcome.scenario.name}_plan.csv",
+        file_name=safe_download_name(f"scenario_{outcome.scenario.name}_plan.csv"),
         mime="text/csv",
         key=f"{_KEY}download",
     )
