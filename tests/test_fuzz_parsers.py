@@ -15,7 +15,8 @@ for every test run. The long profile runs 10,000 per connector::
 
     WORKBENCH_FUZZ_EXAMPLES=10000 pytest tests/test_fuzz_parsers.py
 
-or ``pytest -m slow tests/test_fuzz_parsers.py``, which runs that in a subprocess.
+or ``pytest -m fuzz_long tests/test_fuzz_parsers.py``, which runs that in a subprocess (a
+whole-suite run leaves it out: the ``fuzz_long`` marker is deselected by default).
 """
 
 from __future__ import annotations
@@ -58,9 +59,13 @@ LONG_EXAMPLES = 10_000
 # Shrinking a failure can take minutes on these inputs: off unless asked for, so a failing
 # run stays short (the failing example is printed either way).
 SHRINK = os.environ.get("WORKBENCH_FUZZ_SHRINK") == "1"
+# The quick profile of every test run draws the same examples each time (a run passes or
+# fails for the code, not the dice); a profile asked for by example count explores afresh.
+EXPLORE = "WORKBENCH_FUZZ_EXAMPLES" in os.environ
 fuzz = settings(
     max_examples=EXAMPLES,
     deadline=None,
+    derandomize=not EXPLORE,
     phases=[p for p in Phase if SHRINK or p not in (Phase.shrink, Phase.explain)],
     suppress_health_check=[
         HealthCheck.too_slow,
@@ -750,15 +755,13 @@ def test_upload_over_the_limit_is_refused_before_writing(empty_workspace):
 # -- the long profile ------------------------------------------------------------------------
 
 
-@pytest.mark.slow
-def test_long_fuzz_profile(request):
+@pytest.mark.fuzz_long
+def test_long_fuzz_profile():
     """Every fuzz test above with 10,000 examples each, in a fresh process.
 
-    Hours on two shared cores, so it runs only when asked for by name (``-m slow``), not in
-    a whole-suite run (``make test``).
+    Hours on two shared cores: deselected from every run unless asked for by its marker
+    (``pytest -m fuzz_long tests/test_fuzz_parsers.py``).
     """
-    if "slow" not in (request.config.getoption("markexpr") or ""):
-        pytest.skip("the long fuzz profile runs with -m slow only (hours)")
     env = {**os.environ, "WORKBENCH_FUZZ_EXAMPLES": str(LONG_EXAMPLES)}
     completed = subprocess.run(
         [
@@ -767,7 +770,7 @@ def test_long_fuzz_profile(request):
             "pytest",
             "-q",
             "-m",
-            "not slow",
+            "not slow and not fuzz_long",
             "-p",
             "no:cacheprovider",
             __file__,
@@ -852,3 +855,19 @@ def test_price_book_with_text_for_a_number_is_one_clear_error(tmp_path):
     path.write_text('region = {x = 1}\n[[price]]\naccelerator = "h100"\n')
     with pytest.raises(WorkbenchError, match="not a table"):
         load_price_book(path, sample_catalog())
+
+
+def test_a_job_holding_more_chips_than_any_job_can_is_quarantined(tmp_path):
+    path = tmp_path / "jobs.csv"
+    path.write_text(
+        "job_id,submit_time,start_time,end_time,chips,accelerator,region,team,workload\n"
+        "j1,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,2026-01-02T05:56:43Z,1e308,"
+        "NVIDIA L4,us-central1,search,training\n"
+        "j2,2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,2026-01-01T03:00:00Z,8,"
+        "NVIDIA L4,us-central1,search,training\n"
+    )
+    result = check_job_ingest(path, sample_catalog())
+    assert result is not None
+    assert result.rows_loaded == 1 and result.rows_quarantined == 1
+    assert "chips must be at most 1,000,000" in result.quarantine["reason"][0]
+    assert result.chip_hours_out == pytest.approx(16.0)

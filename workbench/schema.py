@@ -675,6 +675,24 @@ def _non_negative(column: str, *, strictly: bool = False) -> Check:
     )
 
 
+#: No job holds more chips than this: the largest training runs hold ~100,000 accelerators.
+MAX_CHIPS_PER_JOB = 1_000_000.0
+
+
+def _at_most(column: str, limit: float, why: str) -> Check:
+    return Check(
+        field=column,
+        fails=pl.col(column) > limit,
+        reason=pl.format(
+            "{} must be at most {} ({}), got {}",
+            pl.lit(column),
+            pl.lit(f"{limit:,.0f}"),
+            pl.lit(why),
+            pl.col(column),
+        ),
+    )
+
+
 def _shown(column: str, *, timestamp: bool) -> pl.Expr:
     if timestamp:
         return pl.col(column).dt.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -720,6 +738,7 @@ def validate_job_records(
     """
     checks = [
         _non_negative("chips", strictly=True),
+        _at_most("chips", MAX_CHIPS_PER_JOB, "no job holds more; check the column's unit"),
         _not_before("start_time", "submit_time", timestamps=True),
         _not_before("end_time", "start_time", timestamps=True),
         _one_of("workload", WORKLOADS),
