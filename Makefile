@@ -66,7 +66,7 @@ bench-calibration: env  ## held-out interval coverage at every level (fleet, acc
 	$(PY) benchmarks/level_coverage.py
 
 bench-app: env chromium  ## time to a rendered page for every app page, first and cached, and an interaction
-	$(PY) benchmarks/page_speed.py $(if $(wildcard $(WORKSPACE)/runs),--workspace $(WORKSPACE),)
+	$(PY) -m benchmarks.page_speed $(if $(wildcard $(WORKSPACE)/runs),--workspace $(WORKSPACE),)
 
 bench-plan: env  ## procurement solve time against pools and scenarios (MILP and LP + repair)
 	$(PY) benchmarks/plan_bench.py

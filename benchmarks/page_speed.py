@@ -16,8 +16,8 @@ and one interaction: the sidebar's accelerator filter changed on the usage page,
 page has rerun and the "Used" figure changed. Prints a Markdown table and writes
 ``benchmarks/out/page_speed.json``.
 
-    python benchmarks/page_speed.py                         # builds a demo workspace first
-    python benchmarks/page_speed.py --workspace workspace   # the one `make demo` made
+    python -m benchmarks.page_speed                         # builds a demo workspace first
+    python -m benchmarks.page_speed --workspace workspace   # the one `make demo` made
 """
 
 from __future__ import annotations
@@ -25,18 +25,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.browser import ROOT, chromium, serve_app
+
 OUT = ROOT / "benchmarks" / "out" / "page_speed.json"
 PAGES: tuple[tuple[str, str], ...] = (
     ("overview", "Fleet overview"),
@@ -50,27 +47,6 @@ PAGES: tuple[tuple[str, str], ...] = (
     ("runs", "Runs"),
 )
 TIMEOUT_MS = 180_000
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-def _wait_healthy(url: str, process: subprocess.Popen[bytes], deadline_s: float = 120) -> None:
-    give_up = time.monotonic() + deadline_s
-    while time.monotonic() < give_up:
-        if process.poll() is not None:
-            raise SystemExit(f"the app exited early with code {process.returncode}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            pass
-        time.sleep(0.25)
-    raise SystemExit(f"{url} did not answer within {deadline_s:.0f} s")
 
 
 def _demo_workspace(folder: Path) -> Path:
@@ -155,50 +131,22 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workspace", type=Path, help="workspace with runs (default: build one)")
     args = parser.parse_args()
-    chromium = shutil.which("chromium") or "/usr/bin/chromium"
     with tempfile.TemporaryDirectory() as folder:
         workspace = args.workspace or _demo_workspace(Path(folder))
-        port = _free_port()
-        command = [sys.executable, "-m", "workbench.cli", "app", "--workspace", str(workspace)]
-        process = subprocess.Popen(
-            [*command, "--port", str(port)],
-            cwd=ROOT,
-            start_new_session=True,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            env={**os.environ, "OMP_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"},
-        )
-        try:
-            base = f"http://127.0.0.1:{port}/"
-            _wait_healthy(f"{base}_stcore/health", process)
-            from playwright.sync_api import sync_playwright
-
-            with sync_playwright() as playwright:
-                browser = playwright.chromium.launch(
-                    executable_path=chromium,
-                    headless=True,
-                    args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-                )
-                rows = []
-                for path, title in PAGES:
-                    first = _timed_open(browser, f"{base}{path}", title)
-                    rows.append({"page": title, "url": path, "first_s": first})
-                    print(f"  {title}: first {first:.2f} s", flush=True)
-                tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-                tab.goto(f"{base}{PAGES[-1][0]}")
-                _rendered(tab, PAGES[-1][1])
-                for row in rows:
-                    row["cached_s"] = _navigate(tab, str(row["page"]))
-                    print(f"  {row['page']}: cached {row['cached_s']:.2f} s", flush=True)
-                tab.close()
-                interaction = _interaction(browser, base)
-                browser.close()
-        finally:
-            os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(process.pid, signal.SIGKILL)
+        with serve_app(workspace, deadline_s=120) as base, chromium() as browser:
+            rows = []
+            for path, title in PAGES:
+                first = _timed_open(browser, f"{base}{path}", title)
+                rows.append({"page": title, "url": path, "first_s": first})
+                print(f"  {title}: first {first:.2f} s", flush=True)
+            tab = browser.new_page(viewport={"width": 1400, "height": 1000})
+            tab.goto(f"{base}{PAGES[-1][0]}")
+            _rendered(tab, PAGES[-1][1])
+            for row in rows:
+                row["cached_s"] = _navigate(tab, str(row["page"]))
+                print(f"  {row['page']}: cached {row['cached_s']:.2f} s", flush=True)
+            tab.close()
+            interaction = _interaction(browser, base)
     load = os.getloadavg()[0]
     print(f"\nPage load on the sample fleet ({os.cpu_count()} cores, load {load:.1f}):\n")
     print("| page | first load | cached load (target < 2 s) |")

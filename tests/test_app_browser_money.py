@@ -4,17 +4,13 @@ from the costs page)."""
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.app_money import build_money_workspace
-from tests.test_app_browser import CHROMIUM, ROOT, _free_port, _wait_healthy
+from tests.browser import chromium, serve_app
 from tests.test_cli_costs import billed_workspace  # noqa: F401  (module fixture)
 
 pytestmark = pytest.mark.browser
@@ -23,51 +19,14 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def money_app(billed_workspace, tmp_path_factory) -> Iterator[str]:  # noqa: F811
     workspace = build_money_workspace(billed_workspace, tmp_path_factory.mktemp("money") / "ws")
-    port = _free_port()
-    command = [
-        sys.executable,
-        "-m",
-        "workbench.cli",
-        "app",
-        "--workspace",
-        str(workspace.root),
-        "--port",
-        str(port),
-    ]
-    process = subprocess.Popen(
-        command,
-        cwd=ROOT,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1"},
-    )
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", process)
-        yield f"http://127.0.0.1:{port}/"
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+    with serve_app(workspace.root) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[object]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield launched
-        finally:
-            launched.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _open(browser, url: str, title: str):

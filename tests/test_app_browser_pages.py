@@ -9,9 +9,6 @@ Streamlit exception, and one interaction per page changes what is shown.
 from __future__ import annotations
 
 import os
-import signal
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -19,8 +16,8 @@ from typing import Any
 import pytest
 
 from tests.app_fixtures import build_app_workspace
-from tests.conftest import ROOT, IngestedSample
-from tests.test_app_browser import CHROMIUM, _free_port, _wait_healthy
+from tests.browser import chromium, serve_app
+from tests.conftest import IngestedSample
 from workbench.overview import Slice, pool_status
 from workbench.store import Workspace
 from workbench.ui.format import chips
@@ -36,42 +33,14 @@ def served(
     sample_workspace: IngestedSample, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[tuple[str, Workspace]]:
     workspace = build_app_workspace(sample_workspace, tmp_path_factory.mktemp("pages") / "ws")
-    port = _free_port()
-    command = [sys.executable, "-m", "workbench.cli", "app", "--workspace", str(workspace.root)]
-    process = subprocess.Popen(
-        [*command, "--port", str(port)],
-        cwd=ROOT,
-        start_new_session=True,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, "PYTHONUNBUFFERED": "1", "OMP_NUM_THREADS": "1"},
-    )
-    try:
-        _wait_healthy(f"http://127.0.0.1:{port}/_stcore/health", process)
-        yield f"http://127.0.0.1:{port}/", workspace
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(timeout=20)
+    with serve_app(workspace.root) as url:
+        yield url, workspace
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
-        )
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def _open(browser: Any, url: str) -> Any:
