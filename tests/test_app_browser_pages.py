@@ -59,6 +59,9 @@ def _idle(page: Any) -> None:
     from playwright.sync_api import expect
 
     expect(page.get_by_test_id("stStatusWidgetRunningIcon")).to_have_count(0, timeout=TIMEOUT_MS)
+    # The app's own run state: the icon may not have appeared yet when the wait starts.
+    finished = page.locator('[data-testid="stApp"][data-test-script-state="notRunning"]')
+    expect(finished).to_have_count(1, timeout=TIMEOUT_MS)
     expect(page.locator('[data-stale="true"]')).to_have_count(0, timeout=TIMEOUT_MS)
 
 
