@@ -13,6 +13,7 @@ from workbench.planning_inputs import (
     InputSettings,
     delivery_slip_days,
     next_quarters,
+    pool_shortfall_hours_shares,
     quarter_of,
     shortfall_hours_share,
     workspace_plan_inputs,
@@ -137,3 +138,39 @@ def test_a_steady_ramp_is_short_only_at_its_end() -> None:
 
 def test_no_whole_quarter_gives_the_default() -> None:
     assert shortfall_hours_share(_quarter_of_days([5.0] * 30), default=0.7) == 0.7
+
+
+def test_each_pool_has_its_own_shortfall_share_shrunk_toward_the_fleets() -> None:
+    # A flat (serving-like) pool is short all quarter long at its peak; a pool whose peak is
+    # a two-week campaign is short only during it. Four whole quarters each.
+    start = date(2025, 1, 1)
+    flat = [100.0] * 91
+    campaign = [100.0] * 77 + [200.0] * 14
+    frames = []
+    for name, values in (("flat", flat), ("campaign", campaign)):
+        days = []
+        for q in range(4):
+            first = date(2025 + (q * 3) // 12, (q * 3) % 12 + 1, 1)
+            days += [(first + timedelta(days=k), v) for k, v in enumerate(values)]
+        frames.append(
+            pl.DataFrame(
+                {
+                    "accelerator": name,
+                    "region": "r1",
+                    "ds": [d for d, _ in days],
+                    "y": [v for _, v in days],
+                }
+            )
+        )
+    daily = pl.concat(frames)
+    assert daily["ds"].min() == start
+    fleet = shortfall_hours_share(daily)
+    own = pool_shortfall_hours_shares(daily, prior_quarters=0.0)
+    assert own[("flat", "r1")] == pytest.approx(1.0)
+    assert own[("campaign", "r1")] < 0.25
+    assert own[("campaign", "r1")] < fleet < own[("flat", "r1")]
+    # With a prior of four quarters, four quarters of a pool's own weigh half.
+    shrunk = pool_shortfall_hours_shares(daily, prior_quarters=4.0)
+    for key in own:
+        assert shrunk[key] == pytest.approx((own[key] + fleet) / 2)
+    assert pool_shortfall_hours_shares(daily.head(30)) == {}

@@ -178,6 +178,20 @@ def test_a_short_lived_peak_is_rented_rather_than_bought() -> None:
     assert tenth.unmet.sum() == pytest.approx(0)
 
 
+def test_a_pools_own_shortfall_share_prices_its_burst_and_unmet() -> None:
+    # Two identical pools and one plan-wide share of a whole quarter, except that the second
+    # pool's own measured share is a tenth: it rents its peak, the first buys it.
+    demand = [[100, 100, 100, 100], [100, 100, 100, 100]]
+    pools = (pool(region="r1"), pool(region="r2", shortfall_hours_share=0.1))
+    result = solve_plan(inputs(demand, pools), PlanLimits(burst_hours_share=1.0))
+    assert result.buy_lots[0].sum() * 8 >= 100 and result.buy_lots[1].sum() == 0
+    assert result.burst.mean(axis=2)[1, 1:].min() == 100
+    rows = result.rows.sort("region", "quarter")
+    burst_cents = rows.filter(rows["region"] == "r2")["burst_cost_cents"].to_list()
+    # 100 chips x $6 x a tenth of the quarter's 2,190 hours, in cents.
+    assert burst_cents[1] == round(100 * 6.0 * 2190 * 0.1 * 100)
+
+
 def test_a_failing_mip_solver_still_gives_a_plan_and_says_so(monkeypatch) -> None:
     import scipy.optimize
 

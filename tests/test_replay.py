@@ -137,3 +137,32 @@ def test_the_planner_knows_events_a_notice_period_ahead(monkeypatch) -> None:
                 day,
             )
         assert seen[-1] == expected
+
+
+def test_each_decision_prices_shortfalls_with_each_pools_own_share(
+    sample_workspace: IngestedSample, monkeypatch
+) -> None:
+    import workbench.replay as replay_module
+
+    seen: list[tuple[float | None, ...]] = []
+
+    class StopHereError(Exception):
+        pass
+
+    def capture(inputs, limits):
+        seen.append(tuple(p.shortfall_hours_share for p in inputs.pools))
+        raise StopHereError
+
+    monkeypatch.setattr(replay_module, "_forecast_scenarios", lambda *args: None)
+    monkeypatch.setattr(replay_module, "_with_forecast", lambda base, forecast: base)
+    monkeypatch.setattr(replay_module, "solve_plan", capture)
+    for per_pool in (True, False):
+        with pytest.raises(StopHereError):
+            replay_module.replay_workspace(
+                sample_workspace.workspace,
+                ReplaySettings(quarters=8, shortfall_share_per_pool=per_pool),
+            )
+    measured, fleet_wide = seen
+    assert all(s is not None and 0 < s <= 1 for s in measured)
+    assert len(set(measured)) > 1  # pools differ
+    assert all(s is None for s in fleet_wide)

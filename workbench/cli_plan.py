@@ -24,6 +24,7 @@ from workbench.money import format_usd
 from workbench.planning_inputs import (
     InputSettings,
     lifecycle_candidates,
+    pool_shortfall_hours_shares,
     shortfall_hours_share,
     workspace_plan_inputs,
 )
@@ -270,6 +271,16 @@ def run_plan(
         ws.read_table("sku_catalog"),
         settings,
     )
+    if measure_shortfall_hours:
+        # Each pool's own share (shrunk toward the fleet's), as the replay measures it.
+        shares = pool_shortfall_hours_shares(history)
+        inputs = replace(
+            inputs,
+            pools=tuple(
+                replace(p, shortfall_hours_share=shares.get((p.accelerator, p.region)))
+                for p in inputs.pools
+            ),
+        )
     result = solve_plan(inputs, limits)
     lifecycle = lifecycle_candidates(inputs.pools, inventory)
     config = {
@@ -282,6 +293,11 @@ def run_plan(
         "method": limits.method,
         "burst_cap_share": settings.burst_cap_share,
         "burst_hours_share": limits.burst_hours_share,
+        "burst_hours_share_per_pool": {
+            p.key: p.shortfall_hours_share
+            for p in inputs.pools
+            if p.shortfall_hours_share is not None
+        },
         "extrapolated_quarters": [
             q for q, x in zip(inputs.quarters, inputs.extrapolated, strict=True) if x
         ],

@@ -35,6 +35,7 @@ __all__ = [
     "delivery_slip_days",
     "lifecycle_candidates",
     "next_quarters",
+    "pool_shortfall_hours_shares",
     "pool_specs",
     "quarter_of",
     "quarter_start",
@@ -165,6 +166,36 @@ def quarterly_peaks(daily: pl.DataFrame, *, value: str = "y") -> pl.DataFrame:
     )
 
 
+def _shortfall_ratios(daily: pl.DataFrame, depths: Sequence[float], min_weeks: int) -> pl.DataFrame:
+    """``accelerator, region, ratio``: one row per pool, whole quarter and depth."""
+    peaks = quarterly_peaks(daily).filter(pl.col("weeks") >= min_weeks)
+    schema = {"accelerator": pl.String, "region": pl.String, "ratio": pl.Float64}
+    if peaks.is_empty():
+        return pl.DataFrame(schema=schema)
+    days = daily.with_columns(pl.col("ds").dt.truncate("1q").alias("q_start")).join(
+        peaks.select(*_POOL, "q_start", "peak_chips"), on=[*_POOL, "q_start"]
+    )
+    parts = []
+    for depth in depths:
+        short = (
+            days.with_columns((pl.col("peak_chips") * (1.0 - depth)).alias("capacity"))
+            .group_by(*_POOL, "q_start")
+            .agg(
+                (pl.col("y") - pl.col("capacity")).clip(lower_bound=0.0).sum().alias("short"),
+                ((pl.col("peak_chips") - pl.col("capacity")) * pl.len()).first().alias("whole"),
+            )
+            .filter(pl.col("whole") > 0)
+        )
+        parts.append(
+            short.select(
+                pl.col("accelerator").cast(pl.String),
+                pl.col("region").cast(pl.String),
+                (pl.col("short") / pl.col("whole")).alias("ratio"),
+            )
+        )
+    return pl.concat(parts)
+
+
 def shortfall_hours_share(
     daily: pl.DataFrame,
     *,
@@ -182,26 +213,37 @@ def shortfall_hours_share(
     no quarter has ``min_weeks`` whole weeks). Burst and unmet chips at the peak are priced
     for this share of the quarter.
     """
-    peaks = quarterly_peaks(daily).filter(pl.col("weeks") >= min_weeks)
-    if peaks.is_empty():
-        return default
-    days = daily.with_columns(pl.col("ds").dt.truncate("1q").alias("q_start")).join(
-        peaks.select(*_POOL, "q_start", "peak_chips"), on=[*_POOL, "q_start"]
-    )
-    shares = []
-    for depth in depths:
-        short = (
-            days.with_columns((pl.col("peak_chips") * (1.0 - depth)).alias("capacity"))
-            .group_by(*_POOL, "q_start")
-            .agg(
-                (pl.col("y") - pl.col("capacity")).clip(lower_bound=0.0).sum().alias("short"),
-                ((pl.col("peak_chips") - pl.col("capacity")) * pl.len()).first().alias("whole"),
-            )
-            .filter(pl.col("whole") > 0)
-        )
-        shares.append((short["short"] / short["whole"]).to_numpy())
-    values = np.concatenate(shares) if shares else np.empty(0)
+    values = _shortfall_ratios(daily, depths, min_weeks)["ratio"].to_numpy()
     return float(np.clip(values.mean(), 0.0, 1.0)) if values.size else default
+
+
+def pool_shortfall_hours_shares(
+    daily: pl.DataFrame,
+    *,
+    depths: Sequence[float] = (0.05, 0.1, 0.15, 0.2),
+    min_weeks: int = 12,
+    prior_quarters: float = 4.0,
+) -> dict[tuple[str, str], float]:
+    """:func:`shortfall_hours_share` of each pool, shrunk toward the fleet's.
+
+    Pools differ: a training pool's peak is a campaign of a few weeks, a serving pool runs
+    near its peak all quarter. A pool with ``n`` whole quarters gets ``(n x its own mean +
+    prior_quarters x the fleet's) / (n + prior_quarters)``, so a young pool's share stays
+    near the fleet's. Pools without a whole quarter are left out (they take the fleet's).
+    """
+    ratios = _shortfall_ratios(daily, depths, min_weeks)
+    if ratios.is_empty():
+        return {}
+    fleet = float(np.clip(ratios["ratio"].mean(), 0.0, 1.0))  # type: ignore[arg-type]
+    per_pool = ratios.group_by(*_POOL).agg(
+        pl.col("ratio").mean().alias("mean"), (pl.len() / len(depths)).alias("quarters")
+    )
+    return {
+        (str(a), str(r)): float(
+            np.clip((n * mean + prior_quarters * fleet) / (n + prior_quarters), 0.0, 1.0)
+        )
+        for a, r, mean, n in per_pool.select(*_POOL, "mean", "quarters").iter_rows()
+    }
 
 
 def _growth(history: pl.DataFrame, bounds: tuple[float, float]) -> dict[tuple[str, str], float]:

@@ -88,6 +88,10 @@ class PoolSpec:
     host_cores_per_chip: float = 0.0
     storage_tb_per_chip: float = 0.0
     network_gbps_per_chip: float = 0.0
+    shortfall_hours_share: float | None = None
+    """This pool's share of a quarter's hours a shortfall at the peak lasts, when measured
+    (a training pool's peak is a campaign of a few weeks, a serving pool runs near its peak
+    all quarter); ``None``: the plan's :attr:`PlanLimits.burst_hours_share`."""
 
     @property
     def key(self) -> str:
@@ -296,6 +300,16 @@ def _penalties(pools: Sequence[PoolSpec], limits: PlanLimits) -> np.ndarray:
     return np.maximum(cheapest / (1 - limits.service_level), 1.5 * on_demand)
 
 
+def _shortfall_shares(pools: Sequence[PoolSpec], limits: PlanLimits) -> np.ndarray:
+    """Each pool's share of a quarter's hours a shortfall at the peak lasts."""
+    return np.array(
+        [
+            limits.burst_hours_share if p.shortfall_hours_share is None else p.shortfall_hours_share
+            for p in pools
+        ]
+    )
+
+
 def _landing_sum(
     layout: _Layout, lead: np.ndarray, lots: np.ndarray, scale: np.ndarray
 ) -> sp.coo_matrix:
@@ -378,12 +392,13 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
         usable = (price[pool_of] > 0) & limits.allow_commitments
         upper[span] = np.where(usable, np.inf, 0.0)
     # Capacity variables are free of cost; burst and unmet are per scenario, 1/S each.
-    burst_cost = on_demand * hours * limits.burst_hours_share / n_s
+    shares = _shortfall_shares(pools, limits)
+    burst_cost = on_demand * hours * shares / n_s
     cost[layout.off_burst : layout.off_unmet] = np.repeat(burst_cost, n_t * n_s)
     cap = np.array([max(p.burst_cap_chips, 0.0) for p in pools])
     upper[layout.off_burst : layout.off_unmet] = np.repeat(cap, n_t * n_s)
     # Burst and unmet chips at the peak last the share of the quarter a shortfall lasts.
-    penalty = _penalties(pools, limits) * hours * limits.burst_hours_share / n_s
+    penalty = _penalties(pools, limits) * hours * shares / n_s
     if limits.fungible:
         # Unmet is in perf units of the group: the dearest pool's penalty per unit of perf.
         group_penalty = np.zeros(layout.n_groups)
@@ -816,8 +831,9 @@ def _explain(
     cost_installed = _cents(installed_all * owned[:, None] * hours)
     cost_new = _cents(landed * owned[:, None] * hours)
     cost_commit = _cents((active_c1 * c1_price[:, None] + active_c3 * c3_price[:, None]) * hours)
-    cost_burst = _cents(burst.mean(axis=2) * on_demand[:, None] * hours * limits.burst_hours_share)
-    penalty_cents = _cents(unmet.mean(axis=2) * penalty[:, None] * hours * limits.burst_hours_share)
+    shares = _shortfall_shares(inputs.pools, limits)[:, None]
+    cost_burst = _cents(burst.mean(axis=2) * on_demand[:, None] * hours * shares)
+    penalty_cents = _cents(unmet.mean(axis=2) * penalty[:, None] * hours * shares)
     served = np.minimum(demand, capacity[:, :, None]).mean(axis=2)
     utilization = np.divide(served, capacity, out=np.zeros_like(served), where=capacity > 0)
     shortfall = (unmet > 1e-6).mean(axis=2)

@@ -43,6 +43,7 @@ from workbench.forecasting import ForecastSettings, forecast_fleet
 from workbench.planning_inputs import (
     InputSettings,
     next_quarters,
+    pool_shortfall_hours_shares,
     pool_specs,
     quarter_of,
     quarter_start,
@@ -86,6 +87,10 @@ class ReplaySettings:
     """Share of a quarter's hours a shortfall at the peak lasts, as the optimizer prices burst
     and unmet chips (plan and foresight); ``None``: measured at each decision from the
     demand seen so far."""
+    shortfall_share_per_pool: bool = True
+    """Measure the share per pool (shrunk toward the fleet's) instead of one for the fleet:
+    a training pool's peak is a campaign of a few weeks, a serving pool runs near its peak
+    all quarter. Only when the share is measured (``burst_hours_share`` is ``None``)."""
     seed: int = 0
     workers: int | None = 1
     event_notice_days: int = 91
@@ -224,12 +229,20 @@ def replay(
         timings["forecast"] += time.perf_counter() - began
         began = time.perf_counter()
         share = settings.burst_hours_share
+        decision_specs = specs
         if share is None:
-            share = shortfall_hours_share(observed.filter(pl.col("ds") < day))
+            seen = observed.filter(pl.col("ds") < day)
+            share = shortfall_hours_share(seen)
+            if settings.shortfall_share_per_pool:
+                shares = pool_shortfall_hours_shares(seen)
+                decision_specs = tuple(
+                    replace(spec, shortfall_hours_share=shares.get(pool))
+                    for spec, pool in zip(specs, pools, strict=True)
+                )
         limits = replace(limits, burst_hours_share=share)
         for name in ("plan", "perfect foresight"):
             fleet = fleets[name]
-            base = _inputs_for(specs, fleet, healthy, k, window)
+            base = _inputs_for(decision_specs, fleet, healthy, k, window)
             if name == "plan":
                 inputs = _with_forecast(base, scenarios)
             else:
