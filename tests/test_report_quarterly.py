@@ -292,3 +292,20 @@ def test_the_next_report_says_what_changed_and_why(planned_workspace, tmp_path):
 @pytest.mark.parametrize("text", ["2027Q1", "2027q1", " 2027-Q1 "])
 def test_quarters_parse(text):
     assert parse_quarter(text) == "2027Q1"
+
+
+def test_each_accelerator_fan_chart_wears_its_app_colour(planned_workspace, report_and_html):
+    from workbench.palette import accelerator_colors, rgba
+
+    report, _ = report_and_html
+    fleet = set(planned_workspace.read_table("sku_catalog")["accelerator"].to_list())
+    fleet |= set(planned_workspace.read_table("usage_daily")["accelerator"].to_list())
+    assert set(report.fleet_accelerators) == fleet
+    expected = accelerator_colors(fleet)  # as the app's pages colour them
+    fans = {k.removeprefix("fan-"): f for k, f in build_figures(report).items() if "fan-" in k}
+    assert fans
+    for accelerator, figure in fans.items():
+        traces = {trace.name: trace for trace in figure.data}
+        assert traces["median"].line.color == expected[accelerator]
+        assert traces["90% band"].fillcolor == rgba(expected[accelerator], 0.15)
+        assert traces["history"].line.color != expected[accelerator]

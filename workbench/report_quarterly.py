@@ -109,6 +109,8 @@ class QuarterlyReport:
     changes_note: str
     prices: pl.DataFrame
     config: dict[str, Any] = field(default_factory=dict)
+    fleet_accelerators: tuple[str, ...] = ()
+    """Every accelerator of the workspace (catalog and usage): chart colours follow them."""
 
     def tables(self) -> dict[str, pl.DataFrame]:
         """The report's tables by name, as the ``report`` run stores them."""
@@ -876,4 +878,10 @@ def build_quarterly(
         changes_note=changes_note,
         prices=prices,
         config={**config, "inputs": inputs},
+        fleet_accelerators=tuple(
+            sorted(
+                {str(a) for a in catalog["accelerator"].drop_nulls().to_list()}
+                | {str(a) for a in usage["accelerator"].drop_nulls().unique().to_list()}
+            )
+        ),
     )

@@ -33,6 +33,7 @@ from markupsafe import Markup
 
 from workbench.errors import WorkbenchError
 from workbench.money import format_usd
+from workbench.palette import accelerator_colors, rgba, with_accelerator
 from workbench.report_quarterly import QuarterlyReport
 
 __all__ = [
@@ -46,7 +47,6 @@ __all__ = [
 ]
 
 TEMPLATE_NAME = "quarterly.html.j2"
-_BAND = "rgba(0, 114, 178, {alpha})"  # Okabe-Ito blue, as in the app
 _COLORS = ("#0072B2", "#E69F00", "#009E73", "#D55E00", "#CC79A7", "#56B4E9", "#F0E442", "#000000")
 _CHART_WIDTH, _CHART_HEIGHT = 960, 360
 
@@ -77,7 +77,14 @@ def _layout(figure: go.Figure, title: str, y_title: str) -> go.Figure:
     return figure
 
 
-def _fan_figure(fan: pl.DataFrame, events: pl.DataFrame, accelerator: str) -> go.Figure:
+def _fan_figure(
+    fan: pl.DataFrame, events: pl.DataFrame, accelerator: str, color: str | None
+) -> go.Figure:
+    # The forecast wears the accelerator's colour, as in the app (history and events step
+    # aside to blue when they would wear the same).
+    colors = with_accelerator(
+        {"forecast": _COLORS[0], "history": "#000000", "event": _COLORS[3]}, "forecast", color
+    )
     rows = fan.filter(pl.col("accelerator") == accelerator)
     past = rows.filter(pl.col("actual").is_not_null())
     ahead = rows.filter(pl.col("p50").is_not_null())
@@ -89,7 +96,7 @@ def _fan_figure(fan: pl.DataFrame, events: pl.DataFrame, accelerator: str) -> go
                 x=days + days[::-1],
                 y=ahead[high].to_list() + ahead[low].to_list()[::-1],
                 fill="toself",
-                fillcolor=_BAND.format(alpha=alpha),
+                fillcolor=rgba(colors["forecast"], alpha),
                 line={"width": 0},
                 name=name,
                 hoverinfo="skip",
@@ -100,21 +107,25 @@ def _fan_figure(fan: pl.DataFrame, events: pl.DataFrame, accelerator: str) -> go
             x=past["ds"].to_list(),
             y=past["actual"].to_list(),
             name="history",
-            line={"color": "#000000", "width": 1},
+            line={"color": colors["history"], "width": 1},
         )
     )
     figure.add_trace(
-        go.Scatter(x=days, y=ahead["p50"].to_list(), name="median", line={"color": _COLORS[0]})
+        go.Scatter(
+            x=days, y=ahead["p50"].to_list(), name="median", line={"color": colors["forecast"]}
+        )
     )
     for event in events.filter(pl.col("accelerator") == accelerator).iter_rows(named=True):
-        figure.add_vline(x=event["start"], line={"dash": "dot", "color": _COLORS[3], "width": 1})
+        figure.add_vline(
+            x=event["start"], line={"dash": "dot", "color": colors["event"], "width": 1}
+        )
         figure.add_annotation(
             x=event["start"],
             y=1.0,
             yref="paper",
             text=str(event["event_id"]),
             showarrow=False,
-            font={"size": 9, "color": _COLORS[3]},
+            font={"size": 9, "color": colors["event"]},
             yanchor="bottom",
         )
     return _layout(figure, f"{accelerator}: daily demand", "chips")
@@ -214,9 +225,13 @@ def _accountability_figure(table: pl.DataFrame) -> go.Figure:
 
 def build_figures(report: QuarterlyReport) -> dict[str, go.Figure]:
     """Every chart of the report by its id, in document order."""
+    accelerators = _accelerators(report)
+    colors = accelerator_colors([*report.fleet_accelerators, *accelerators])
     figures = {
-        f"fan-{accelerator}": _fan_figure(report.fan, report.events, accelerator)
-        for accelerator in _accelerators(report)
+        f"fan-{accelerator}": _fan_figure(
+            report.fan, report.events, accelerator, colors[accelerator]
+        )
+        for accelerator in accelerators
     }
     figures["budget"] = _budget_figure(report.budget)
     figures["power"] = _power_figure(report.power)

@@ -6,11 +6,16 @@ ingest (which atomically replaces the file) is picked up on the next rerun.
 
 from __future__ import annotations
 
+import json
 import os
 import sys
+from collections.abc import Callable, Hashable
 from datetime import date
 from pathlib import Path
+from typing import Any
 
+import plotly.graph_objects as go
+import plotly.io
 import polars as pl
 import streamlit as st
 
@@ -25,7 +30,9 @@ from workbench.usage import UsageFilter, hour_pattern, usage_history, weekday_pa
 
 __all__ = [
     "cached_decomposition",
+    "cached_figure",
     "cached_filter_choices",
+    "cached_fleet_accelerators",
     "cached_hour_pattern",
     "cached_monthly_spend",
     "cached_pool_status",
@@ -95,6 +102,41 @@ def cached_filter_choices(
     if not parts:
         return pl.DataFrame(schema=dict.fromkeys(columns, pl.String))
     return pl.concat(parts).unique().sort(columns)
+
+
+@st.cache_data(show_spinner=False, max_entries=128)
+def _figure_spec(name: str, inputs: tuple[Hashable, ...], _build: Callable[[], go.Figure]) -> str:
+    del name, inputs  # the cache key: ``_build`` (not hashed) reads nothing else
+    return plotly.io.to_json(_build(), validate=False)
+
+
+def cached_figure(
+    name: str, inputs: tuple[Hashable, ...], build: Callable[[], go.Figure]
+) -> go.Figure:
+    """The figure ``build`` makes, built once per ``name`` and ``inputs``.
+
+    ``inputs`` must hold everything ``build`` reads (run id, table versions, the slice,
+    colours). Plotly checks every point of a figure as it is built: on a cached page that was
+    most of the server's time (0.1-0.8 s a chart on the loaded 2-core machine). The cache
+    keeps the figure's JSON, and the figure comes back without that check.
+    """
+    spec: dict[str, Any] = json.loads(_figure_spec(name, inputs, build))
+    return go.Figure(spec, _validate=False)
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def cached_fleet_accelerators(root: str, catalog_version: float, usage_version: float) -> list[str]:
+    """Every accelerator of the workspace: its SKU catalog's and its usage's.
+
+    What chart colours are given by (:func:`workbench.palette.accelerator_colors`): the whole
+    fleet's, whoever looks and whatever the slice, as in the quarterly report.
+    """
+    names: set[str] = set()
+    for table, version in (("sku_catalog", catalog_version), ("usage_daily", usage_version)):
+        if version:
+            column = cached_table(root, table, version).get_column("accelerator")
+            names.update(str(name) for name in column.drop_nulls().unique().to_list())
+    return sorted(names)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)

@@ -48,6 +48,7 @@ _TREEMAPS: dict[str, tuple[str, ...]] = {
     "team > workload": ("team", "workload"),
 }
 _COMPONENT_COLORS = dict(zip(COMPONENTS, PALETTE, strict=False))
+_NEUTRAL = "#D9D9D9"  # a team or region above its accelerators in a treemap
 
 
 def _month_label(month: date) -> str:
@@ -67,12 +68,26 @@ def _money_columns(frame: pl.DataFrame) -> dict[str, Any]:
     }
 
 
-def _treemap(nodes: pl.DataFrame, path: tuple[str, ...]) -> go.Figure:
-    top = nodes.filter(pl.col("parent") == "")["label"].sort().to_list()
+def _node_colors(ids: list[str], path: tuple[str, ...], fleet: dict[str, str]) -> list[str]:
+    """Marker colours of treemap nodes: an accelerator's node and those under it wear its colour.
+
+    That is the accelerator's colour of every page; nodes above the accelerator level are
+    grey. Without an accelerator level the top level's nodes take the palette in turn and
+    their children their colour.
+    """
+    if "accelerator" in path:
+        depth = path.index("accelerator")
+        return [
+            fleet.get(parts[depth], _NEUTRAL) if len(parts) > depth else _NEUTRAL
+            for parts in (node.split("/") for node in ids)
+        ]
+    top = sorted({node.split("/", 1)[0] for node in ids})
     colors = {label: PALETTE[index % len(PALETTE)] for index, label in enumerate(top)}
-    if path and path[0] == "accelerator":  # each accelerator wears its colour of every page
-        colors.update(fleet_accelerator_colors())
-    marker_colors = [colors[node.split("/", 1)[0]] for node in nodes["id"].to_list()]
+    return [colors[node.split("/", 1)[0]] for node in ids]
+
+
+def _treemap(nodes: pl.DataFrame, path: tuple[str, ...], fleet: dict[str, str]) -> go.Figure:
+    marker_colors = _node_colors(nodes["id"].to_list(), path, fleet)
     figure = go.Figure(
         go.Treemap(
             ids=nodes["id"].to_list(),
@@ -320,7 +335,9 @@ def render() -> None:
         path = _TREEMAPS[str(choice)]
         table = breakdown(sliced, list(path))
         nodes = treemap_nodes(table, path, "total_usd")
-        st.plotly_chart(_treemap(nodes, path), key=f"{_KEY}treemap_chart")
+        st.plotly_chart(
+            _treemap(nodes, path, fleet_accelerator_colors()), key=f"{_KEY}treemap_chart"
+        )
     with tabs[1]:
         trend = monthly_trend(sliced)
         st.plotly_chart(_trend_figure(trend), key=f"{_KEY}trend_chart")

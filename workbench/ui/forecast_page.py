@@ -22,13 +22,14 @@ from workbench.forecast_explorer import (
 from workbench.store import Workspace
 from workbench.ui.cache import (
     cached_decomposition,
+    cached_figure,
     cached_run_output,
     cached_table,
     table_version,
     workspace_root,
 )
-from workbench.ui.format import COLORS, chips
-from workbench.ui.shell import current_filter, link_to
+from workbench.ui.format import COLORS, chips, rgba, with_accelerator
+from workbench.ui.shell import accelerator_color, current_filter, link_to
 from workbench.uploads import safe_download_name
 
 __all__ = ["HISTORY_WINDOWS", "render", "series_label"]
@@ -48,12 +49,12 @@ def series_label(row: dict[str, str | None]) -> str:
     return f"{level} {' / '.join(str(k) for k in keys)}"
 
 
-def _rgba(hex_colour: str, alpha: float) -> str:
-    red, green, blue = (int(hex_colour[i : i + 2], 16) for i in (1, 3, 5))
-    return f"rgba({red},{green},{blue},{alpha})"
-
-
-def _fan_chart(history: pl.DataFrame, forecast: pl.DataFrame, events: pl.DataFrame) -> go.Figure:
+def _fan_chart(
+    history: pl.DataFrame,
+    forecast: pl.DataFrame,
+    events: pl.DataFrame,
+    colors: dict[str, str],
+) -> go.Figure:
     figure = go.Figure()
     x = forecast["ds"].to_list()
     for (low, high), alpha in zip(band_columns(), (0.18, 0.35), strict=True):
@@ -62,7 +63,7 @@ def _fan_chart(history: pl.DataFrame, forecast: pl.DataFrame, events: pl.DataFra
                 x=x + x[::-1],
                 y=forecast[high].to_list() + forecast[low].to_list()[::-1],
                 fill="toself",
-                fillcolor=_rgba(COLORS["forecast"], alpha),
+                fillcolor=rgba(colors["forecast"], alpha),
                 line={"width": 0},
                 name=f"{low}-{high}",
                 hoverinfo="skip",
@@ -74,7 +75,7 @@ def _fan_chart(history: pl.DataFrame, forecast: pl.DataFrame, events: pl.DataFra
             y=history["y"].to_list(),
             name="demand (history)",
             mode="lines",
-            line={"color": COLORS["demand"], "width": 1.5},
+            line={"color": colors["demand"], "width": 1.5},
         )
     )
     figure.add_trace(
@@ -83,7 +84,7 @@ def _fan_chart(history: pl.DataFrame, forecast: pl.DataFrame, events: pl.DataFra
             y=forecast["mean"].to_list(),
             name="forecast mean",
             mode="lines",
-            line={"color": COLORS["forecast"], "width": 2},
+            line={"color": colors["forecast"], "width": 2},
         )
     )
     # Shapes in one layout update: add_vrect per event re-validates the layout each time.
@@ -105,9 +106,9 @@ def _fan_chart(history: pl.DataFrame, forecast: pl.DataFrame, events: pl.DataFra
                 "x1": max(event["start"], first_day) if line else event["end"],
                 "y0": 0,
                 "y1": 1,
-                "fillcolor": COLORS["event"],
+                "fillcolor": colors["event"],
                 "opacity": 0.6 if line else 0.12,
-                "line": {"width": 1.5, "color": COLORS["event"], "dash": "dot"}
+                "line": {"width": 1.5, "color": colors["event"], "dash": "dot"}
                 if line
                 else {"width": 0},
                 "layer": "below",
@@ -140,7 +141,7 @@ def _fan_chart(history: pl.DataFrame, forecast: pl.DataFrame, events: pl.DataFra
     return figure
 
 
-def _decomposition_chart(parts: pl.DataFrame) -> go.Figure:
+def _decomposition_chart(parts: pl.DataFrame, color: str) -> go.Figure:
     figure = make_subplots(
         rows=3, cols=1, shared_xaxes=True, subplot_titles=("trend", "weekly seasonality", "rest")
     )
@@ -152,7 +153,7 @@ def _decomposition_chart(parts: pl.DataFrame) -> go.Figure:
                 y=parts[column].to_list(),
                 name=column,
                 mode="lines",
-                line={"color": COLORS["demand"]},
+                line={"color": color},
                 showlegend=False,
             ),
             row=row,
@@ -243,7 +244,14 @@ def render() -> None:
     tiles[1].metric("Forecast mean over the horizon", chips(own["mean"].mean()))  # type: ignore[arg-type]
     tiles[2].metric("Highest daily p90", chips(own["p90"].max()))  # type: ignore[arg-type]
     tiles[3].metric("Horizon", f"{own.height:,} days")
-    st.plotly_chart(_fan_chart(shown, own, events), key=f"{_KEY}fan")
+    # A series of one accelerator (its pools and teams too) draws its demand in its colour.
+    colors = with_accelerator(COLORS, "demand", accelerator_color(rows[series_id]["accelerator"]))
+    figure = cached_figure(
+        "forecast_fan",
+        (root, run_id, series_id, days, events_version, tuple(colors.items())),
+        lambda: _fan_chart(shown, own, events, colors),
+    )
+    st.plotly_chart(figure, key=f"{_KEY}fan")
     st.caption(
         "Demand is used + queued chip-hours over 24 (average chips). Bands: p05-p95 and "
         "p25-p75, calibrated on backtest errors. Shaded spans are known events."
@@ -282,7 +290,12 @@ def render() -> None:
     if parts.is_empty():
         st.info("Too little history to decompose (two weeks or more are needed).")
     else:
-        st.plotly_chart(_decomposition_chart(parts), key=f"{_KEY}decomposition")
+        figure = cached_figure(
+            "forecast_decomposition",
+            (root, run_id, series_id, colors["demand"]),
+            lambda: _decomposition_chart(parts, colors["demand"]),
+        )
+        st.plotly_chart(figure, key=f"{_KEY}decomposition")
         st.caption(
             f"Robust STL (weekly period) of the last {parts.height:,} days: campaigns and "
             "outages go to the rest instead of bending the trend."

@@ -1,16 +1,17 @@
 """Numbers and colours for people, the same on every page of the app.
 
 Amounts carry their unit (``chip-h``, ``chips``, ``$``) and thousands separators; large ones
-are shortened with ``K``/``M``/``B`` only in metric tiles, never in tables. Colours come from
-the Okabe-Ito palette (safe for the common colour-vision deficiencies) and each meaning keeps
-its colour on every chart: used is blue, queued/unmet is vermillion, and so on.
+are shortened with ``K``/``M``/``B`` only in metric tiles, never in tables. Colours are
+:mod:`workbench.palette`'s (Okabe-Ito), shared with the reports: each accelerator and each
+meaning keeps its colour on every chart (used is blue, queued/unmet is vermillion, ...).
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
 from decimal import Decimal
+
+from workbench.palette import COLORS, PALETTE, accelerator_colors, rgba, with_accelerator
 
 __all__ = [
     "COLORS",
@@ -19,63 +20,12 @@ __all__ = [
     "chip_hours",
     "chips",
     "percent",
+    "rgba",
     "short_number",
     "usd",
     "usd_short",
+    "with_accelerator",
 ]
-
-# Okabe & Ito (2008), "Color Universal Design": distinguishable with any common deficiency.
-PALETTE: tuple[str, ...] = (
-    "#0072B2",  # blue
-    "#E69F00",  # orange
-    "#009E73",  # bluish green
-    "#D55E00",  # vermillion
-    "#CC79A7",  # reddish purple
-    "#56B4E9",  # sky blue
-    "#F0E442",  # yellow
-    "#000000",  # black
-)
-
-COLORS: dict[str, str] = {
-    "used": "#0072B2",
-    "allocated": "#7F7F7F",
-    "queued": "#D55E00",
-    "unmet": "#D55E00",
-    "demand": "#0072B2",
-    "forecast": "#E69F00",
-    "capacity": "#009E73",
-    "owned": "#009E73",
-    "commit_1y": "#56B4E9",
-    "commit_3y": "#0072B2",
-    "on_demand": "#E69F00",
-    "idle": "#CC79A7",
-    "waste": "#D55E00",
-    "event": "#CC79A7",
-}
-
-# Accelerators take the palette from its sky blue on, so they do not wear the colours of
-# used (blue) and unmet (vermillion) on charts that show both.
-_ACCELERATOR_ORDER: tuple[str, ...] = (
-    "#56B4E9",
-    "#E69F00",
-    "#009E73",
-    "#CC79A7",
-    "#0072B2",
-    "#D55E00",
-    "#F0E442",
-    "#000000",
-)
-
-
-def accelerator_colors(accelerators: Iterable[str]) -> dict[str, str]:
-    """One colour per accelerator, by sorted name, so it is the same on every chart.
-
-    Pass every accelerator of the workspace (not only those a chart shows): then a chart of
-    a slice keeps the colours of the whole fleet. Past eight accelerators colours repeat.
-    """
-    names = sorted(set(accelerators))
-    return {name: _ACCELERATOR_ORDER[i % len(_ACCELERATOR_ORDER)] for i, name in enumerate(names)}
-
 
 _SUFFIXES = ((1e12, "T"), (1e9, "B"), (1e6, "M"), (1e3, "K"))
 

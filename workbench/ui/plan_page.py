@@ -15,14 +15,24 @@ import streamlit as st
 from workbench.money import format_usd
 from workbench.plan_views import capex_by_quarter, plan_table, plan_totals, power_by_region
 from workbench.ui.cache import (
+    cached_figure,
     cached_run_output,
     cached_table,
     latest_run,
     table_version,
     workspace_root,
 )
-from workbench.ui.format import COLORS, PALETTE, chips, percent, usd, usd_short
-from workbench.ui.shell import current_filter
+from workbench.ui.format import (
+    COLORS,
+    PALETTE,
+    chips,
+    percent,
+    rgba,
+    usd,
+    usd_short,
+    with_accelerator,
+)
+from workbench.ui.shell import accelerator_color, current_filter
 
 __all__ = ["render"]
 
@@ -35,7 +45,7 @@ def _download(frame: pl.DataFrame, name: str, key: str) -> None:
     )
 
 
-def _pool_figure(rows: pl.DataFrame, title: str) -> go.Figure:
+def _pool_figure(rows: pl.DataFrame, title: str, colors: dict[str, str]) -> go.Figure:
     quarters = rows["quarter"].to_list()
     figure = go.Figure()
     figure.add_trace(
@@ -44,7 +54,7 @@ def _pool_figure(rows: pl.DataFrame, title: str) -> go.Figure:
             y=rows["demand_p95"].to_list(),
             name="demand p95",
             mode="lines",
-            line={"color": COLORS["demand"], "width": 0.5},
+            line={"color": colors["demand"], "width": 0.5},
         )
     )
     figure.add_trace(
@@ -53,9 +63,9 @@ def _pool_figure(rows: pl.DataFrame, title: str) -> go.Figure:
             y=rows["demand_p50"].to_list(),
             name="demand p50 to p95",
             mode="lines",
-            line={"color": COLORS["demand"], "width": 2},
+            line={"color": colors["demand"], "width": 2},
             fill="tonexty",
-            fillcolor="rgba(0, 114, 178, 0.2)",
+            fillcolor=rgba(colors["demand"], 0.2),
         )
     )
     figure.add_trace(
@@ -64,7 +74,7 @@ def _pool_figure(rows: pl.DataFrame, title: str) -> go.Figure:
             y=rows["demand_p90"].to_list(),
             name="demand p90",
             mode="lines",
-            line={"color": COLORS["demand"], "dash": "dot"},
+            line={"color": colors["demand"], "dash": "dot"},
         )
     )
     figure.add_trace(
@@ -73,7 +83,7 @@ def _pool_figure(rows: pl.DataFrame, title: str) -> go.Figure:
             y=rows["capacity"].to_list(),
             name="capacity (healthy owned + commitments)",
             mode="lines+markers",
-            line={"color": COLORS["capacity"], "shape": "hv", "width": 3},
+            line={"color": colors["capacity"], "shape": "hv", "width": 3},
         )
     )
     figure.add_trace(
@@ -82,7 +92,7 @@ def _pool_figure(rows: pl.DataFrame, title: str) -> go.Figure:
             y=(rows["capacity"] + rows["burst_mean"]).to_list(),
             name="+ mean on-demand burst",
             mode="lines",
-            line={"color": COLORS["on_demand"], "shape": "hv", "dash": "dash"},
+            line={"color": colors["on_demand"], "shape": "hv", "dash": "dash"},
         )
     )
     figure.update_layout(
@@ -166,7 +176,7 @@ def _table_config() -> dict[str, Any]:
     }
 
 
-def _limits_section(run_config: dict[str, Any], rows: pl.DataFrame, root: str) -> None:
+def _limits_section(run_config: dict[str, Any], rows: pl.DataFrame, root: str, run_id: str) -> None:
     prices = cached_table(root, "price_book", table_version(workspace_root(), "price_book"))
     catalog = cached_table(root, "sku_catalog", table_version(workspace_root(), "sku_catalog"))
     budget = run_config.get("capex_budget_usd")
@@ -174,10 +184,17 @@ def _limits_section(run_config: dict[str, Any], rows: pl.DataFrame, root: str) -
     capex = capex_by_quarter(rows, prices)
     power = power_by_region(rows, prices, catalog)
     left, right = st.columns(2)
-    left.plotly_chart(
-        _capex_figure(capex, float(budget) if budget else None), key=f"{_KEY}capex_chart"
+    inputs = (root, run_id, current_filter(), table_version(workspace_root(), "price_book"))
+    capex_figure = cached_figure(
+        "plan_capex", inputs, lambda: _capex_figure(capex, float(budget) if budget else None)
     )
-    right.plotly_chart(_power_figure(power, power_limits), key=f"{_KEY}power_chart")
+    left.plotly_chart(capex_figure, key=f"{_KEY}capex_chart")
+    power_figure = cached_figure(
+        "plan_power",
+        (*inputs, table_version(workspace_root(), "sku_catalog")),
+        lambda: _power_figure(power, power_limits),
+    )
+    right.plotly_chart(power_figure, key=f"{_KEY}power_chart")
     budget_text = f"capex budget {usd(float(budget))} per quarter" if budget else "no capex budget"
     power_text = (
         "power limits " + ", ".join(f"{r} {mw:,.1f} MW" for r, mw in power_limits.items())
@@ -284,12 +301,19 @@ def render() -> None:
     pool_rows = rows.filter(
         (pl.col("accelerator") == accelerator) & (pl.col("region") == region)
     ).sort("quarter")
-    st.plotly_chart(_pool_figure(pool_rows, str(label)), key=f"{_KEY}pool_chart")
+    # The pool's demand wears its accelerator's colour, as on every chart.
+    colors = with_accelerator(COLORS, "demand", accelerator_color(str(accelerator)))
+    figure = cached_figure(
+        "plan_pool",
+        (root_text, run.run_id, str(label), tuple(colors.items())),
+        lambda: _pool_figure(pool_rows, str(label), colors),
+    )
+    st.plotly_chart(figure, key=f"{_KEY}pool_chart")
     why = pool_rows.select("quarter", "binding", "rationale")
     st.dataframe(why, hide_index=True, key=f"{_KEY}why")
 
     st.subheader("Budget and power")
-    _limits_section(config, rows, root_text)
+    _limits_section(config, rows, root_text, run.run_id)
     limits = cached_run_output(root_text, run.run_id, "limits")
     if limits.height:
         st.dataframe(limits, hide_index=True, key=f"{_KEY}limits")

@@ -23,13 +23,14 @@ from workbench.ui.cache import (
     workspace_root,
 )
 from workbench.ui.format import COLORS, PALETTE, chips, usd, usd_short
-from workbench.ui.shell import ALL, current_filter
+from workbench.ui.shell import ALL, current_filter, fleet_accelerator_colors
 from workbench.uploads import safe_download_name
 
 __all__ = ["render"]
 
 _KEY = "reclaim_"
 _HISTORY_DAYS = {"lookback": 0, "1 year": 365, "2 years": 730}
+_USED_DASHES = ("solid", "dot", "dashdot")  # allocated lines are dashed
 
 
 def _table_config() -> dict[str, Any]:
@@ -91,18 +92,28 @@ def _team_figure(rows: pl.DataFrame) -> go.Figure:
     return figure
 
 
-def _history_figure(history: pl.DataFrame) -> go.Figure:
+def _history_figure(history: pl.DataFrame, colors: dict[str, str]) -> go.Figure:
+    """Used (solid) and allocated (dashed) chips per pool, in the pool's accelerator colour.
+
+    Pools of one accelerator in several regions share its colour; their used lines differ
+    by dash (solid, dotted, dash-dot, in region order) and the legend names the region.
+    """
     figure = go.Figure()
-    for index, pool in enumerate(history["pool"].unique().sort().to_list()):
+    pools = history.select("pool", "accelerator").unique().sort("pool")
+    seen: dict[str, int] = {}
+    for pool, accelerator in pools.iter_rows():
         part = history.filter(pl.col("pool") == pool)
-        color = PALETTE[index % len(PALETTE)]
+        color = colors.get(accelerator, COLORS["used"])
+        dash = _USED_DASHES[seen.get(accelerator, 0) % len(_USED_DASHES)]
+        seen[accelerator] = seen.get(accelerator, 0) + 1
         figure.add_trace(
             go.Scatter(
                 x=part["date"].to_list(),
                 y=part["used_chips"].to_list(),
                 name=f"{pool} used",
                 mode="lines",
-                line={"color": color},
+                line={"color": color, "dash": dash},
+                legendgroup=pool,
             )
         )
         figure.add_trace(
@@ -111,7 +122,8 @@ def _history_figure(history: pl.DataFrame) -> go.Figure:
                 y=part["allocated_chips"].to_list(),
                 name=f"{pool} allocated",
                 mode="lines",
-                line={"color": color, "dash": "dash", "shape": "hv"},
+                line={"color": color, "dash": "dash", "shape": "hv", "width": 1},
+                legendgroup=pool,
             )
         )
     figure.update_layout(
@@ -158,7 +170,9 @@ def _drill_down(table: pl.DataFrame, as_of: date, lookback_days: int) -> None:
     pools = set(rows["pool"].to_list())
     history = history.filter(pl.col("pool").is_in(list(pools)))
     if history.height:
-        st.plotly_chart(_history_figure(history), key=f"{_KEY}history_chart")
+        st.plotly_chart(
+            _history_figure(history, fleet_accelerator_colors()), key=f"{_KEY}history_chart"
+        )
         st.caption(
             f"Daily peak chips of {team} (summed over workloads) against its allocation, "
             f"{first} to {as_of}; the used p50/p95 above are over the run's "

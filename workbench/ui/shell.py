@@ -17,12 +17,14 @@ import polars as pl
 import streamlit as st
 
 from workbench.overview import Slice
+from workbench.ui.cache import cached_fleet_accelerators, table_version, workspace_root
 from workbench.ui.format import accelerator_colors
 
 __all__ = [
     "ALL",
     "DIMENSIONS",
     "FleetFilter",
+    "accelerator_color",
     "current_filter",
     "draw_sidebar_filter",
     "fleet_accelerator_colors",
@@ -91,10 +93,23 @@ def current_filter() -> FleetFilter:
 def fleet_accelerator_colors() -> dict[str, str]:
     """One colour per accelerator of the whole workspace (see :func:`accelerator_colors`).
 
-    The same on every page and whatever the sidebar's slice: a chart of one region keeps
-    the colours of the fleet.
+    The same on every page, whatever the sidebar's slice and whoever looks (a team's viewer
+    sees fewer accelerators in the filter but the same colours), and the same as in the
+    quarterly report: given by the SKU catalog's accelerators and the usage's.
     """
-    return accelerator_colors(st.session_state.get(f"{_KEY}accelerators", []))
+    root = workspace_root()
+    return accelerator_colors(
+        cached_fleet_accelerators(
+            str(root), table_version(root, "sku_catalog"), table_version(root, "usage_daily")
+        )
+    )
+
+
+def accelerator_color(accelerator: str | None) -> str | None:
+    """The colour of one accelerator (None for ``All``, none or one the fleet lacks)."""
+    if accelerator is None or accelerator == ALL:
+        return None
+    return fleet_accelerator_colors().get(accelerator)
 
 
 def draw_sidebar_filter(choices: pl.DataFrame) -> FleetFilter:
@@ -105,10 +120,6 @@ def draw_sidebar_filter(choices: pl.DataFrame) -> FleetFilter:
     that the workspace does not have falls back to ``All`` with a warning.
     """
     narrowed = choices
-    if "accelerator" in choices.columns:  # the whole fleet's, for stable chart colours
-        st.session_state[f"{_KEY}accelerators"] = sorted(
-            str(v) for v in choices.get_column("accelerator").drop_nulls().unique().to_list()
-        )
     chosen: dict[str, str] = {}
     for dimension in DIMENSIONS:
         key = f"{_KEY}{dimension}"

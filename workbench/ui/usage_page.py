@@ -9,6 +9,7 @@ import polars as pl
 import streamlit as st
 
 from workbench.ui.cache import (
+    cached_figure,
     cached_hour_pattern,
     cached_table,
     cached_usage_history,
@@ -16,8 +17,8 @@ from workbench.ui.cache import (
     table_version,
     workspace_root,
 )
-from workbench.ui.format import COLORS, chip_hours, percent
-from workbench.ui.shell import current_filter
+from workbench.ui.format import COLORS, chip_hours, percent, with_accelerator
+from workbench.ui.shell import accelerator_color, current_filter
 from workbench.usage import ALL, GRAINS, Grain, UsageFilter, usage_totals
 
 __all__ = ["render"]
@@ -25,7 +26,7 @@ __all__ = ["render"]
 _KEY = "usage_"
 
 
-def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
+def _figure(history: pl.DataFrame, grain: str, colors: dict[str, str]) -> go.Figure:
     figure = go.Figure()
     x = history["period"].to_list()
     figure.add_trace(
@@ -34,7 +35,7 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
             y=history["chip_hours_used"].to_list(),
             name="used",
             mode="lines",
-            line={"color": COLORS["used"]},
+            line={"color": colors["used"]},
         )
     )
     if history["chip_hours_allocated"].drop_nulls().len():
@@ -44,7 +45,7 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
                 y=history["chip_hours_allocated"].to_list(),
                 name="allocated",
                 mode="lines",
-                line={"color": COLORS["allocated"], "dash": "dash"},
+                line={"color": colors["allocated"], "dash": "dash"},
             )
         )
     figure.add_trace(
@@ -52,7 +53,7 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
             x=x,
             y=history["chip_hours_queued"].to_list(),
             name="queued, unmet (right axis)",
-            marker={"color": COLORS["queued"]},
+            marker={"color": colors["queued"]},
             opacity=0.6,
             yaxis="y2",
         )
@@ -78,20 +79,20 @@ def _figure(history: pl.DataFrame, grain: str) -> go.Figure:
     return figure
 
 
-def _weekday_figure(pattern: pl.DataFrame) -> go.Figure:
+def _weekday_figure(pattern: pl.DataFrame, colors: dict[str, str]) -> go.Figure:
     figure = go.Figure(
         [
             go.Bar(
                 x=pattern["day"].to_list(),
                 y=pattern["chip_hours_used"].to_list(),
                 name="used",
-                marker={"color": COLORS["used"]},
+                marker={"color": colors["used"]},
             ),
             go.Bar(
                 x=pattern["day"].to_list(),
                 y=pattern["chip_hours_queued"].to_list(),
                 name="queued",
-                marker={"color": COLORS["queued"]},
+                marker={"color": colors["queued"]},
             ),
         ]
     )
@@ -128,16 +129,26 @@ def _hour_figure(pattern: pl.DataFrame) -> go.Figure:
     return figure
 
 
-def _patterns(root: str, selection: UsageFilter, usage_version: float) -> None:
+def _patterns(
+    root: str, selection: UsageFilter, usage_version: float, colors: dict[str, str]
+) -> None:
     st.subheader("Weekly rhythm")
     hourly_version = table_version(workspace_root(), "usage_hourly")
     columns = st.columns(2)
     weekday = cached_weekday_pattern(root, usage_version, selection)
-    columns[0].plotly_chart(_weekday_figure(weekday), key=f"{_KEY}weekday_chart")
+    figure = cached_figure(
+        "usage_weekday",
+        (root, usage_version, selection, tuple(colors.items())),
+        lambda: _weekday_figure(weekday, colors),
+    )
+    columns[0].plotly_chart(figure, key=f"{_KEY}weekday_chart")
     if hourly_version:
         hourly = cached_hour_pattern(root, hourly_version, selection)
         if hourly.height:
-            columns[1].plotly_chart(_hour_figure(hourly), key=f"{_KEY}hour_chart")
+            figure = cached_figure(
+                "usage_hour", (root, hourly_version, selection), lambda: _hour_figure(hourly)
+            )
+            columns[1].plotly_chart(figure, key=f"{_KEY}hour_chart")
             return
     columns[1].info(
         "Hour-of-day patterns need hourly usage: ingest the job records with "
@@ -194,7 +205,21 @@ def render() -> None:
     metrics[3].metric("Used / allocated", percent(totals["efficiency"]))
     complete = history.filter(pl.col("complete")) if grain != "day" else history
     partial = history.height - complete.height
-    st.plotly_chart(_figure(complete if complete.height else history, grain), key=f"{_KEY}chart")
+    # One accelerator's usage wears its colour, as that accelerator does on every chart.
+    colors = with_accelerator(COLORS, "used", accelerator_color(fleet.accelerator))
+    shown = complete if complete.height else history
+    figure = cached_figure(
+        "usage",
+        (
+            str(root),
+            usage_version,
+            table_version(root, "allocations"),
+            selection,
+            tuple(colors.items()),
+        ),
+        lambda: _figure(shown, grain, colors),
+    )
+    st.plotly_chart(figure, key=f"{_KEY}chart")
     periods = history["period"].cast(pl.String)
     first, last = str(periods.min()), str(periods.max())
     note = (
@@ -204,7 +229,7 @@ def render() -> None:
         f"{history.height:,} {grain}s from {first} to {last}. Demand is used + queued: where the "
         f"pool was full, usage plateaus and the rest waits in the queue.{note}"
     )
-    _patterns(str(root), selection, usage_version)
+    _patterns(str(root), selection, usage_version, colors)
     with st.expander("Data"):
         st.dataframe(history.sort("period", descending=True), key=f"{_KEY}table")
         st.download_button(
