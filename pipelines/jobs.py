@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from queue import Full, Queue
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Literal, TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -67,9 +68,13 @@ JOB_REQUIRED_COLUMNS = (
 JOB_OPTIONAL_COLUMNS = ("workload",)
 SERIES_KEYS = ("accelerator", "region", "team", "workload")
 Grain = Literal["day", "hour"]
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 _US_PER_HOUR = 3_600_000_000
 _PERIOD_US: dict[str, int] = {"day": 24 * _US_PER_HOUR, "hour": _US_PER_HOUR}
-_SEGMENTS_PER_CHUNK = 2_000_000
+_SPLIT_THREADS = 2
+_SLICE = 1 << 20
+_SEGMENTS_PER_CHUNK = 500_000
 
 
 @dataclass(frozen=True)
@@ -289,27 +294,37 @@ def _usage_of_compact(compact: dict[str, np.ndarray], grain: Grain) -> pl.DataFr
     # Sort an index, not the frame: the jobs themselves are gathered chunk by chunk.
     order = np.argsort(series_all, kind="stable")
     series = series_all[order]
-    run_periods = np.where(
-        end_all > start_all, (end_all - 1) // period_us - start_all // period_us + 1, 0
-    )
-    wait_periods = np.where(
-        start_all > submit_all, (start_all - 1) // period_us - submit_all // period_us + 1, 0
-    )
-    weight = (run_periods + wait_periods + 1)[order]
-    del run_periods, wait_periods
-    parts = []
-    for chunk in _chunks_by_series(series, weight):
-        rows = order[chunk]
-        parts.append(
-            _usage_of_chunk(
-                series[chunk],
-                submit_all[rows],
-                start_all[rows],
-                end_all[rows],
-                chips_all[rows],
-                period_us,
-            )
+    # Each job's periods run and waited (+1): a slice at a time, few temporaries at once.
+    weight = np.empty(series_all.size, dtype=np.int64)
+    for at in range(0, series_all.size, _SLICE):
+        part = slice(at, at + _SLICE)
+        submit, start, end = submit_all[part], start_all[part], end_all[part]
+        run_periods = np.where(end > start, (end - 1) // period_us - start // period_us + 1, 0)
+        wait_periods = np.where(
+            start > submit, (start - 1) // period_us - submit // period_us + 1, 0
         )
+        weight[part] = run_periods + wait_periods + 1
+    weight = weight[order]
+
+    def usage_of(chunk: slice) -> pl.DataFrame:
+        rows = order[chunk]
+        return _usage_of_chunk(
+            series[chunk],
+            submit_all[rows],
+            start_all[rows],
+            end_all[rows],
+            chips_all[rows],
+            period_us,
+        )
+
+    chunks = list(_chunks_by_series(series, weight))
+    if len(chunks) > 1:
+        # numpy's sorts, sums and gathers release the GIL: two chunks at a time use both
+        # cores; each holds half of what one chunk at a time would, so memory stays level.
+        with ThreadPoolExecutor(max_workers=_SPLIT_THREADS, thread_name_prefix="day-split") as pool:
+            parts = list(pool.map(usage_of, chunks))
+    else:
+        parts = [usage_of(chunk) for chunk in chunks]
     return pl.concat(parts) if parts else _empty_usage()
 
 
@@ -408,8 +423,6 @@ def ingest_job_records(
     """
     source = source or f"job_records:{path}"
     if column_map is not None:
-        from pipelines.column_map import apply_column_map
-
         reader = RecordReader(
             path,
             required=tuple(column_map.source_columns),
@@ -421,47 +434,23 @@ def ingest_job_records(
     else:
         reader = RecordReader(path, required=JOB_REQUIRED_COLUMNS, optional=JOB_OPTIONAL_COLUMNS)
     acc = _Accumulator()
-    ordinal = 0
-    for block in _prefetched(reader, _with_row_hash):
-        batch = block.drop("__hash").with_columns(
-            pl.int_range(ordinal, ordinal + block.height, dtype=pl.Int64).alias("__ordinal")
-        )
-        ordinal += batch.height
-        acc.hashes.append(block["__hash"].to_numpy())
-        rows = batch
-        if column_map is not None:
-            result = apply_column_map(batch, column_map, export_time=export_time)
-            rows = _with_ordinals(result.mapped, batch)
-            if result.excluded.height:
-                excluded = _with_ordinals(result.excluded, batch)
-                acc.excluded.append(_excluded_rows(excluded, source))
-            if "running" in rows.columns:
-                acc.running += int(rows["running"].fill_null(False).sum())
-                rows = rows.drop("running")
-        sound, broken = split_broken_rows(rows, table="job_records", source=source)
-        if broken.height:
-            acc.quarantine.append(
-                broken.with_columns(rows.filter(pl.col(PROBLEM_COLUMN).is_not_null())["__ordinal"])
-            )
-        validated = validate_job_records(sound, source=source, resolver=resolver)
-        if validated.quarantine.height:
-            acc.quarantine.append(
-                validated.quarantine.join(sound.select("line", "__ordinal"), on="line", how="left")
-            )
-        good = validated.good
-        loaded = sound.join(
-            validated.quarantine.select("line"), on="line", how="anti", maintain_order="left"
-        )
+    numbered = _prefetched(reader, _Numbering())
+    judge = _Judge(source=source, resolver=resolver, column_map=column_map, export_time=export_time)
+    for judged in _prefetched(numbered, judge, name="record-judge"):
+        acc.hashes.append(judged.hashes)
+        acc.running += judged.running
+        acc.excluded.extend(judged.excluded)
+        acc.quarantine.extend(judged.quarantine)
         acc.add(
-            ordinal=loaded["__ordinal"].to_numpy(),
-            series=acc.series_ids(good).to_numpy(),
-            submit=good["submit_time"].dt.epoch("us").to_numpy(),
-            start=good["start_time"].dt.epoch("us").to_numpy(),
-            end=good["end_time"].dt.epoch("us").to_numpy(),
-            chips=good["chips"].to_numpy(),
+            ordinal=judged.ordinal,
+            series=acc.series_ids(judged.keys).to_numpy(),
+            submit=judged.submit,
+            start=judged.start,
+            end=judged.end,
+            chips=judged.chips,
         )
         if progress is not None:
-            progress(ordinal)
+            progress(judged.rows_seen)
 
     compact = acc.compact()
     quarantine = (
@@ -475,10 +464,13 @@ def ingest_job_records(
         else pl.DataFrame(schema={**dict(QUARANTINE_SCHEMA), "__ordinal": pl.Int64})
     )
     duplicate_ordinals = _duplicates(acc.hashes, compact, quarantine, excluded)
+    acc.hashes.clear()
     if duplicate_ordinals.len():
         wanted = duplicate_ordinals.implode()
         keep = ~_member(compact["ordinal"], np.sort(duplicate_ordinals.to_numpy()))
-        compact = {name: values[keep] for name, values in compact.items()}
+        for name in list(compact):  # a column at a time: one column's copy in memory at once
+            compact[name] = compact[name][keep]
+        del keep
         quarantine = quarantine.filter(~pl.col("__ordinal").is_in(wanted))
         excluded = excluded.filter(~pl.col("__ordinal").is_in(wanted))
     quarantine = (
@@ -490,12 +482,7 @@ def ingest_job_records(
     )
     excluded = excluded.sort("line").select(QUARANTINE_SCHEMA.names())
     usage = _finish_usage(_usage_of_compact(compact, grain), acc.keys_frame(), source, grain)
-    run_hours = np.clip(compact["end"] - compact["start"], 0, None) / _US_PER_HOUR
-    wait_hours = np.clip(compact["start"] - compact["submit"], 0, None) / _US_PER_HOUR
-    totals = (
-        float(np.dot(compact["chips"], run_hours)),
-        float(np.dot(compact["chips"], wait_hours)),
-    )
+    totals = _chip_hours_in(compact)
     return JobIngest(
         source=source,
         usage_daily=usage,
@@ -516,21 +503,107 @@ def ingest_job_records(
     )
 
 
-def _with_row_hash(block: pl.DataFrame) -> pl.DataFrame:
-    """The block with ``__hash``: a 64-bit hash of each raw row, for exact duplicates."""
-    data_columns = [c for c in block.columns if c not in ("line", PROBLEM_COLUMN)]
-    return block.with_columns(pl.struct(data_columns).hash(seed=11).alias("__hash"))
+class _Numbering:
+    """Stage one, in the reader's thread: each raw row's ordinal and a hash of its text."""
+
+    def __init__(self) -> None:
+        self.next_ordinal = 0
+
+    def __call__(self, block: pl.DataFrame) -> pl.DataFrame:
+        first, self.next_ordinal = self.next_ordinal, self.next_ordinal + block.height
+        data_columns = [c for c in block.columns if c not in ("line", PROBLEM_COLUMN)]
+        return block.with_columns(
+            pl.int_range(first, self.next_ordinal, dtype=pl.Int64).alias("__ordinal"),
+            # A 64-bit hash of each raw row finds exact duplicates (see _duplicates).
+            block.select(data_columns).hash_rows(seed=11).alias("__hash"),
+        )
+
+
+@dataclass
+class _Judged:
+    """One block after mapping and validation: its loaded jobs in compact form."""
+
+    rows_seen: int
+    hashes: np.ndarray
+    keys: pl.DataFrame
+    ordinal: np.ndarray
+    submit: np.ndarray
+    start: np.ndarray
+    end: np.ndarray
+    chips: np.ndarray
+    quarantine: list[pl.DataFrame]
+    excluded: list[pl.DataFrame]
+    running: int
+
+
+@dataclass
+class _Judge:
+    """Stage two, in a thread of its own: map, split broken rows off, validate one block.
+
+    It keeps no state between blocks, so it can run ahead of the accumulation.
+    """
+
+    source: str
+    resolver: AcceleratorResolver
+    column_map: ColumnMap | None
+    export_time: datetime | None
+
+    def __call__(self, block: pl.DataFrame) -> _Judged:
+        source = self.source
+        rows = block.drop("__hash")
+        excluded: list[pl.DataFrame] = []
+        quarantine: list[pl.DataFrame] = []
+        running = 0
+        if self.column_map is not None:
+            from pipelines.column_map import apply_column_map
+
+            result = apply_column_map(rows, self.column_map, export_time=self.export_time)
+            mapped = _with_ordinals(result.mapped, rows)
+            if result.excluded.height:
+                excluded.append(_excluded_rows(_with_ordinals(result.excluded, rows), source))
+            if "running" in mapped.columns:
+                running = int(mapped["running"].fill_null(False).sum())
+                mapped = mapped.drop("running")
+            rows = mapped
+        sound, broken = split_broken_rows(rows, table="job_records", source=source)
+        if broken.height:
+            quarantine.append(
+                broken.with_columns(rows.filter(pl.col(PROBLEM_COLUMN).is_not_null())["__ordinal"])
+            )
+        validated = validate_job_records(sound, source=source, resolver=self.resolver)
+        if validated.quarantine.height:
+            quarantine.append(
+                validated.quarantine.join(sound.select("line", "__ordinal"), on="line", how="left")
+            )
+            loaded = sound.join(
+                validated.quarantine.select("line"), on="line", how="anti", maintain_order="left"
+            )
+        else:
+            loaded = sound
+        good = validated.good
+        return _Judged(
+            rows_seen=int(block["__ordinal"][-1]) + 1 if block.height else 0,
+            hashes=block["__hash"].to_numpy(),
+            keys=good.select(SERIES_KEYS),
+            ordinal=loaded["__ordinal"].to_numpy(),
+            submit=good["submit_time"].dt.epoch("us").to_numpy(),
+            start=good["start_time"].dt.epoch("us").to_numpy(),
+            end=good["end_time"].dt.epoch("us").to_numpy(),
+            chips=good["chips"].to_numpy(),
+            quarantine=quarantine,
+            excluded=excluded,
+            running=running,
+        )
 
 
 def _prefetched(
-    blocks: Iterable[pl.DataFrame],
-    prepare: Callable[[pl.DataFrame], pl.DataFrame] = lambda block: block,
-) -> Iterator[pl.DataFrame]:
-    """Read the next block in a thread while this one is validated.
+    items: Iterable[_In], prepare: Callable[[_In], _Out], *, name: str = "record-reader"
+) -> Iterator[_Out]:
+    """``prepare`` each item in a thread of its own, one or two items ahead of the consumer.
 
-    polars and numpy release the GIL, so parsing and validating overlap on two cores.
-    ``prepare`` runs on each block in the reader thread too (work that needs no state).
-    Errors surface in order; if the consumer stops early, the reader thread stops too.
+    polars and numpy release the GIL, so chained stages (read, validate, accumulate) overlap
+    on two cores. Errors surface in order; if the consumer stops early, the thread stops
+    too, and closes ``items`` (an earlier stage stops in turn).
     """
     done = object()
     stop = threading.Event()
@@ -547,14 +620,18 @@ def _prefetched(
 
     def produce() -> None:
         try:
-            for block in blocks:
-                if not hand_over(prepare(block)):
+            for item in items:
+                if not hand_over(prepare(item)):
                     return
             hand_over(done)
         except BaseException as exc:  # handed to the consumer, raised there
             hand_over(exc)
+        finally:
+            close = getattr(items, "close", None)
+            if close is not None:
+                close()
 
-    worker = threading.Thread(target=produce, name="record-reader", daemon=True)
+    worker = threading.Thread(target=produce, name=name, daemon=True)
     worker.start()
     try:
         while True:
@@ -563,11 +640,22 @@ def _prefetched(
                 break
             if isinstance(item, BaseException):
                 raise item
-            assert isinstance(item, pl.DataFrame)
-            yield item
+            yield cast("_Out", item)
     finally:
         stop.set()
         worker.join()
+
+
+def _chip_hours_in(compact: dict[str, np.ndarray]) -> tuple[float, float]:
+    """Chips x run hours and chips x queued hours of the loaded jobs, a slice at a time."""
+    run = wait = 0.0
+    for at in range(0, compact["chips"].size, _SLICE):
+        part = slice(at, at + _SLICE)
+        chips, submit = compact["chips"][part], compact["submit"][part]
+        start, end = compact["start"][part], compact["end"][part]
+        run += float(np.dot(chips, np.clip(end - start, 0, None) / _US_PER_HOUR))
+        wait += float(np.dot(chips, np.clip(start - submit, 0, None) / _US_PER_HOUR))
+    return run, wait
 
 
 def _with_ordinals(frame: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:

@@ -110,34 +110,50 @@ def _fast(text: pl.Series) -> tuple[np.ndarray, np.ndarray]:
     return epoch, ok
 
 
+_ZULU_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+"""The form most exports write; polars parses it natively, faster than the byte decoder."""
+
+
 def parse_iso_timestamps(text: pl.Series, fallback_formats: tuple[str, ...] = ()) -> pl.Series:
     """Parse text to UTC instants (microseconds); what no format parses is null.
 
-    The common ISO forms go through the fast path; the rest are tried, in order, with
-    ``%Y-%m-%dT%H:%M:%S%#z`` and then ``fallback_formats`` (formats ending in ``%#z`` are
-    offset-aware; others are read as UTC).
+    When most values end in ``Z``, polars' parser takes ``YYYY-MM-DDTHH:MM:SSZ`` first; the
+    common ISO forms left (offsets, no suffix) go through the byte decoder; the rest are
+    tried, in order, with ``%Y-%m-%dT%H:%M:%S%#z`` and then ``fallback_formats`` (formats
+    ending in ``%#z`` are offset-aware; others are read as UTC). Each step only sees what
+    the steps before could not parse, and every step parses a value it accepts the same way.
     """
-    epoch, ok = _fast(text)
-    parsed = (
+    text = text.cast(pl.String)
+    parsed = pl.Series(text.name, [None] * text.len(), dtype=pl.Datetime("us", "UTC"))
+    missing = text.is_not_null()
+    if text.len() and text.str.ends_with("Z").sum() * 2 > text.len():
+        parsed = text.str.to_datetime(_ZULU_FORMAT, time_zone="UTC", strict=False, time_unit="us")
+        missing = parsed.is_null() & missing
+        if not missing.any():
+            # One chunk, as the other paths give: polars' format() panics on some
+            # multi-chunk columns (a filtered frame's empty chunks).
+            return parsed.alias(text.name).rechunk()
+    where = missing.arg_true()
+    rest = text.gather(where)
+    epoch, ok = _fast(rest)
+    decoded = (
         pl.Series(text.name, epoch, dtype=pl.Int64)
         .cast(pl.Datetime("us"))
         .dt.replace_time_zone("UTC")
     )
-    parsed = (
-        pl.select(pl.when(pl.Series(ok)).then(parsed).otherwise(None)).to_series().alias(text.name)
-    )
-    missing = ~pl.Series(ok) & text.is_not_null()
-    if not missing.any():
-        return parsed
-    where = missing.arg_true()
-    rest = text.gather(where).str.strip_chars()
-    found = pl.Series(text.name, [None] * rest.len(), dtype=pl.Datetime("us", "UTC"))
-    for fmt in ("%Y-%m-%dT%H:%M:%S%#z", *fallback_formats):
-        if fmt.endswith("%#z"):
-            attempt = rest.str.to_datetime(fmt, time_zone="UTC", strict=False, time_unit="us")
-        else:
-            attempt = rest.str.to_datetime(fmt, strict=False, time_unit="us").dt.replace_time_zone(
-                "UTC"
-            )
-        found = found.fill_null(attempt)
-    return parsed.scatter(where, found)
+    decoded = pl.select(pl.when(pl.Series(ok)).then(decoded).otherwise(None)).to_series()
+    undecoded = ~pl.Series(ok)
+    if undecoded.any():
+        at = undecoded.arg_true()
+        others = rest.gather(at).str.strip_chars()
+        found = pl.Series(text.name, [None] * others.len(), dtype=pl.Datetime("us", "UTC"))
+        for fmt in ("%Y-%m-%dT%H:%M:%S%#z", *fallback_formats):
+            if fmt.endswith("%#z"):
+                attempt = others.str.to_datetime(fmt, time_zone="UTC", strict=False, time_unit="us")
+            else:
+                attempt = others.str.to_datetime(
+                    fmt, strict=False, time_unit="us"
+                ).dt.replace_time_zone("UTC")
+            found = found.fill_null(attempt)
+        decoded = decoded.scatter(at, found)
+    return parsed.scatter(where, decoded).alias(text.name).rechunk()
