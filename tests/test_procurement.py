@@ -192,6 +192,78 @@ def test_a_pools_own_shortfall_share_prices_its_burst_and_unmet() -> None:
     assert burst_cents[1] == round(100 * 6.0 * 2190 * 0.1 * 100)
 
 
+@pytest.mark.parametrize("method", ["milp", "lp_round"])
+def test_upper_scenarios_wait_for_later_commitments_instead_of_chips_bought_now(
+    method: str,
+) -> None:
+    # 100 chips installed; from the third quarter demand stays at 100 or doubles, even odds.
+    # A purchase now lands then (26 weeks) and costs $1/chip-hour in both scenarios; a
+    # 1-year commitment costs $1.30 but, decided in the third quarter, only in the scenario
+    # that needs it: 0.5 x 1.3 < 1, so the two-stage plan buys nothing now. Decided now for
+    # every scenario (no recourse) the commitment costs 1.3 > 1 and the plan buys.
+    demand = np.array([[[100, 100], [95, 100], [100, 200], [100, 200]]], dtype=float)
+    rented = pool(
+        lot_chips=1,
+        lead_time_weeks=26,
+        commit_1y_usd_per_hour=1.3,
+        commit_3y_usd_per_hour=None,
+        burst_cap_chips=0.0,
+    )
+    case = inputs(demand, (rented,), installed=100.0)
+    two_stage = solve_plan(
+        case, PlanLimits(method=method, commitment_recourse=True, recourse_bundle=1)
+    )
+    assert two_stage.buy_lots.sum() == 0
+    assert two_stage.commit_1y[0, 2] == pytest.approx(50)  # 100 chips in one scenario of two
+    assert two_stage.unmet.sum() == pytest.approx(0)
+    one_stage = solve_plan(case, PlanLimits(method=method))
+    assert one_stage.buy_lots[0, 0] == 100
+    assert one_stage.commit_1y.sum() == pytest.approx(0)
+    # Perfect foresight (one scenario) is the same program with or without recourse.
+    high = inputs(demand[:, :, 1:], (rented,), installed=100.0)
+    assert (
+        solve_plan(high).buy_lots[0, 0]
+        == solve_plan(high, PlanLimits(commitment_recourse=True)).buy_lots[0, 0]
+    )
+
+
+def test_a_later_commitment_knows_the_quarter_before_not_its_own() -> None:
+    # Four scenarios: the second quarter tells two low (80, 81) from two high (90, 91);
+    # each pair then splits 100/200 in the third and fourth quarters. A commitment starting
+    # in the third quarter is one decision per bundle of scenarios alike in the second: with
+    # bundles of two it cannot tell 100 from 200 and costs 1.3 in both, so buying now
+    # (1.0) wins; with bundles of one it would know its own quarter, and waits.
+    demand = np.array(
+        [[[100] * 4, [80, 81, 90, 91], [100, 200, 100, 200], [100, 200, 100, 200]]],
+        dtype=float,
+    )
+    rented = pool(
+        lot_chips=1,
+        lead_time_weeks=26,
+        commit_1y_usd_per_hour=1.3,
+        commit_3y_usd_per_hour=None,
+        burst_cap_chips=0.0,
+    )
+    case = inputs(demand, (rented,), installed=100.0)
+    bundled = solve_plan(case, PlanLimits(commitment_recourse=True, recourse_bundle=2))
+    assert bundled.buy_lots[0, 0] == 100
+    knowing = solve_plan(case, PlanLimits(commitment_recourse=True, recourse_bundle=1))
+    assert knowing.buy_lots[0, 0] == 0
+
+
+def test_first_quarter_commitments_are_one_decision_for_every_scenario() -> None:
+    # Demand of the first quarter is above the installed chips in one scenario of two and no
+    # purchase lands in time: the commitment made now serves both, so it is a single number.
+    demand = np.array([[[100, 160], [100, 160], [100, 160], [100, 160]]], dtype=float)
+    rented = pool(lot_chips=1, commit_1y_usd_per_hour=1.3, burst_cap_chips=0.0)
+    result = solve_plan(
+        inputs(demand, (rented,), installed=100.0),
+        PlanLimits(commitment_recourse=True, recourse_bundle=1),
+    )
+    assert result.commit_1y[0, 0] == pytest.approx(60)
+    assert result.unmet.sum() == pytest.approx(0)
+
+
 def test_a_failing_mip_solver_still_gives_a_plan_and_says_so(monkeypatch) -> None:
     import scipy.optimize
 

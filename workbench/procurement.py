@@ -9,7 +9,12 @@ Pure functions over frozen dataclasses; the solver is HiGHS through
   only counted for a quarter it serves from its first day; a purchase that cannot land
   inside the horizon is not an option), and 1-year and 3-year cloud commitments (chips held
   for 4 or 12 quarters from the quarter they start). *Recourse* (per scenario): on-demand
-  burst, at most ``burst_cap_chips``, and unmet demand, at a penalty.
+  burst, at most ``burst_cap_chips``, and unmet demand, at a penalty. With
+  :attr:`PlanLimits.commitment_recourse`, commitments starting from the second quarter up
+  to the quarter a purchase made now lands in are recourse too, one per bundle of
+  scenarios alike in the quarter before (they have no lead time: they wait until that is
+  known), so the first quarter's purchases need not hold owned chips for upper scenarios
+  that a later commitment can meet; the first quarter's decisions stay here and now.
 * Capacity of a quarter = the healthy share (the pool's healthy ratio) of installed chips,
   open orders and landed purchases + active commitments; in each scenario capacity + burst
   + unmet >= the scenario's peak weekly demand of the quarter.
@@ -169,6 +174,18 @@ class PlanLimits:
     fungible: bool = False
     """Meet demand in perf_index units with any SKU of the same family and region."""
     allow_commitments: bool = True
+    commitment_recourse: bool = False
+    """Commitments starting from the second quarter up to the quarter a purchase made now
+    lands in are recourse: they have no lead time, so they are decided when their quarter
+    starts, knowing the demand until then. Only the first quarter's decisions are then
+    final (a plan carried out one quarter at a time, as the replay does). Off by default:
+    at 200 pools x 12 quarters x 100 scenarios the LP takes about 3x as long."""
+    recourse_bundle: int | None = None
+    """Scenarios per bundle of a later commitment: a commitment starting in quarter t is one
+    decision for the scenarios whose demand in quarter t-1 ranks alike, so it knows the
+    past, not quarter t itself (1: each scenario its own, i.e. knowing its quarter exactly).
+    Default: enough scenarios to hold the tail the service level leaves short,
+    ceil(1 / (1 - service_level))."""
     method: str = "milp"
     """``milp`` (integer lots) or ``lp_round`` (LP relaxation, lots rounded up, then repaired)."""
     time_limit_s: float = 20.0
@@ -228,6 +245,12 @@ class _Layout:
     n_quarters: int
     n_scenarios: int
     n_groups: int
+    n_bundles: int = 0
+    """Decisions per pool and later quarter of each recourse commitment (0: no recourse)."""
+
+    @property
+    def recourse(self) -> bool:
+        return self.n_bundles > 0
 
     @property
     def pt(self) -> int:
@@ -254,8 +277,17 @@ class _Layout:
         return 4 * self.pt + self.pt * self.n_scenarios
 
     @property
-    def size(self) -> int:
+    def off_rc1(self) -> int:
+        """Recourse 1-year commitments (pool, quarter, bundle), when recourse."""
         return self.off_unmet + self.n_groups * self.n_quarters * self.n_scenarios
+
+    @property
+    def off_rc3(self) -> int:
+        return self.off_rc1 + self.pt * self.n_bundles
+
+    @property
+    def size(self) -> int:
+        return self.off_rc3 + self.pt * self.n_bundles
 
 
 def _groups(pools: Sequence[PoolSpec], fungible: bool) -> np.ndarray:
@@ -343,6 +375,49 @@ def _window_sum(layout: _Layout, term: int) -> sp.coo_matrix:
     return sp.coo_matrix((np.ones(r.size), (r, c)), shape=(layout.pt, layout.pt))
 
 
+def _bundles(demand: np.ndarray, n_bundles: int) -> np.ndarray:
+    """(pools, quarters, scenarios) bundle of each scenario's commitment starting then.
+
+    By the rank of the scenario's demand in the quarter before (what is known when the
+    commitment is made); quarter 0 has no recourse commitment (bundle 0, unused).
+    """
+    n_p, n_t, n_s = demand.shape
+    out = np.zeros((n_p, n_t, n_s), dtype=np.int64)
+    if n_t > 1:
+        rank = np.argsort(np.argsort(demand[:, :-1], axis=2, kind="stable"), axis=2)
+        out[:, 1:] = rank * n_bundles // n_s
+    return out
+
+
+def _bundle_columns(layout: _Layout, bundles: np.ndarray, offset: int) -> np.ndarray:
+    """(pools, quarters, scenarios) column of each scenario's recourse commitment."""
+    pool_quarter = np.arange(layout.pt).reshape(layout.n_pools, layout.n_quarters, 1)
+    return offset + pool_quarter * layout.n_bundles + bundles
+
+
+def _scenario_commitments(
+    layout: _Layout, bundles: np.ndarray, x: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Recourse commitments started and active per scenario, (pools, quarters, scenarios).
+
+    Zero without recourse. Started: 1-year + 3-year chips by the quarter they start.
+    """
+    shape = (layout.n_pools, layout.n_quarters, layout.n_scenarios)
+    started = np.zeros(shape)
+    active = np.zeros(shape)
+    if not layout.recourse:
+        return started, active
+    for offset, term in ((layout.off_rc1, 4), (layout.off_rc3, 12)):
+        chips = x[_bundle_columns(layout, bundles, offset)]
+        started += chips
+        cumulative = np.cumsum(chips, axis=1)
+        ended = np.zeros(shape)
+        if term < layout.n_quarters:
+            ended[:, term:] = cumulative[:, :-term]
+        active += cumulative - ended
+    return started, active
+
+
 @dataclass(frozen=True)
 class _Program:
     layout: _Layout
@@ -358,13 +433,18 @@ class _Program:
     power_limit_kw: dict[tuple[str, int], float]
     budget: np.ndarray | None
     groups: np.ndarray
+    bundles: np.ndarray
 
 
 def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
     pools = inputs.pools
     n_p, n_t, n_s = len(pools), len(inputs.quarters), inputs.n_scenarios
     groups = _groups(pools, limits.fungible)
-    layout = _Layout(n_p, n_t, n_s, int(groups.max()) + 1 if n_p else 0)
+    recourse = limits.commitment_recourse and limits.allow_commitments and n_s > 1 and n_t > 1
+    bundle_size = limits.recourse_bundle or math.ceil(1 / (1 - limits.service_level) - 1e-9)
+    n_bundles = max(1, n_s // max(1, bundle_size)) if recourse else 0
+    layout = _Layout(n_p, n_t, n_s, int(groups.max()) + 1 if n_p else 0, n_bundles)
+    bundles = _bundles(inputs.demand, n_bundles) if recourse else np.zeros((n_p, n_t, n_s), int)
     lead = np.array([p.lead_quarters for p in pools])
     lots = np.array([float(p.lot_chips) for p in pools])
     owned = np.array([p.owned_usd_per_chip_hour for p in pools])
@@ -385,12 +465,30 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
     cost[: layout.pt] = lots[pool_of] * owned[pool_of] * hours * quarters_owned
     upper[: layout.pt] = np.where(quarters_owned > 0, np.inf, 0.0)
     integrality[: layout.pt] = 1 if limits.method == "milp" else 0
-    # Commitments: paid for every in-horizon quarter of their term.
-    for offset, price, term in ((layout.off_c1, c1_price, 4), (layout.off_c3, c3_price, 12)):
+    # A later commitment starts from the second quarter up to the quarter a purchase made
+    # now lands in (and serves a year from there): the quarters where it competes with
+    # what is bought now. Later starts are re-planned before they matter.
+    recourse_start = recourse & (quarter >= 1) & (quarter <= lead[pool_of])
+    # Commitments: paid for every in-horizon quarter of their term. With recourse, those
+    # starting in those quarters are per bundle of scenarios, the others here and now.
+    bundle_members = np.zeros(layout.pt * n_bundles)
+    if recourse:
+        np.add.at(bundle_members, _bundle_columns(layout, bundles, 0).reshape(-1), 1.0)
+    for offset, recourse_offset, price, term in (
+        (layout.off_c1, layout.off_rc1, c1_price, 4),
+        (layout.off_c3, layout.off_rc3, c3_price, 12),
+    ):
         span = slice(offset, offset + layout.pt)
         cost[span] = price[pool_of] * hours * np.minimum(term, n_t - quarter)
         usable = (price[pool_of] > 0) & limits.allow_commitments
-        upper[span] = np.where(usable, np.inf, 0.0)
+        upper[span] = np.where(usable & ~recourse_start, np.inf, 0.0)
+        if recourse:
+            span = slice(recourse_offset, recourse_offset + layout.pt * n_bundles)
+            # A bundle's commitment is paid in each of its scenarios, 1/S each.
+            cost[span] = (
+                np.repeat(cost[offset : offset + layout.pt] / n_s, n_bundles) * bundle_members
+            )
+            upper[span] = np.repeat(np.where(usable & recourse_start, np.inf, 0.0), n_bundles)
     # Capacity variables are free of cost; burst and unmet are per scenario, 1/S each.
     shares = _shortfall_shares(pools, limits)
     burst_cost = on_demand * hours * shares / n_s
@@ -403,9 +501,9 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
         # Unmet is in perf units of the group: the dearest pool's penalty per unit of perf.
         group_penalty = np.zeros(layout.n_groups)
         np.maximum.at(group_penalty, groups, penalty / perf)
-        cost[layout.off_unmet :] = np.repeat(group_penalty, n_t * n_s)
+        cost[layout.off_unmet : layout.off_rc1] = np.repeat(group_penalty, n_t * n_s)
     else:
-        cost[layout.off_unmet :] = np.repeat(penalty, n_t * n_s)
+        cost[layout.off_unmet : layout.off_rc1] = np.repeat(penalty, n_t * n_s)
 
     blocks: list[sp.spmatrix] = []
     row_lower: list[np.ndarray] = []
@@ -436,19 +534,28 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
     cov_row = (groups[p_idx] * n_t + t_idx) * n_s + s_idx
     weight = perf[p_idx] if limits.fungible else np.ones(pts.size)
     g_rows = np.arange(n_cov)
+    coverage_values = [weight, weight, np.ones(n_cov)]
+    coverage_rows = [cov_row, cov_row, g_rows]
+    coverage_cols = [
+        layout.off_cap + p_idx * n_t + t_idx,
+        layout.off_burst + pts,
+        layout.off_unmet + g_rows,
+    ]
+    if recourse:
+        # A scenario's later commitments serve it for their term: chips committed in
+        # quarter t - lag are active in quarter t for lag < term.
+        for offset, term in ((layout.off_rc1, 4), (layout.off_rc3, 12)):
+            columns = _bundle_columns(layout, bundles, offset).reshape(-1)
+            for lag in range(min(term, n_t - 1)):
+                start = p_idx * n_t + np.maximum(t_idx - lag, 0)
+                started = (t_idx >= lag) & recourse_start[start]
+                coverage_values.append(weight[started])
+                coverage_rows.append(cov_row[started])
+                coverage_cols.append(columns[pts[started] - lag * n_s])
     coverage = sp.coo_matrix(
         (
-            np.concatenate([weight, weight, np.ones(n_cov)]),
-            (
-                np.concatenate([cov_row, cov_row, g_rows]),
-                np.concatenate(
-                    [
-                        layout.off_cap + p_idx * n_t + t_idx,
-                        layout.off_burst + pts,
-                        layout.off_unmet + g_rows,
-                    ]
-                ),
-            ),
+            np.concatenate(coverage_values),
+            (np.concatenate(coverage_rows), np.concatenate(coverage_cols)),
         ),
         shape=(n_cov, layout.size),
     )
@@ -512,6 +619,7 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
         power_limit_kw=power_limit,
         budget=budget,
         groups=groups,
+        bundles=bundles,
     )
 
 
@@ -568,9 +676,9 @@ def _recourse(
 ) -> np.ndarray:
     """The relaxed plan with whole lots, its burst and unmet recomputed scenario by scenario.
 
-    Commitments stay as relaxed; capacity follows the repaired lots; each scenario then
-    bursts up to the cap and leaves the rest unmet, which is optimal for fixed capacity
-    since burst costs less than the penalty.
+    Commitments (here and now and per scenario) stay as relaxed; capacity follows the
+    repaired lots; each scenario then bursts up to the cap and leaves the rest unmet, which
+    is optimal for fixed capacity since burst costs less than the penalty.
     """
     layout = program.layout
     pt, n_s = layout.pt, layout.n_scenarios
@@ -581,11 +689,12 @@ def _recourse(
     capacity = inputs.base_capacity.reshape(-1) - landing @ lots - commitments @ x[pt : 3 * pt]
     x[layout.off_cap : layout.off_cap + pt] = capacity
     demand = inputs.demand.reshape(pt, n_s)
-    short = np.maximum(demand - capacity[:, None], 0.0)
+    _, later_commitments = _scenario_commitments(layout, program.bundles, x)
+    short = np.maximum(demand - capacity[:, None] - later_commitments.reshape(pt, n_s), 0.0)
     cap = program.upper[layout.off_burst : layout.off_unmet].reshape(pt, n_s)
     burst = np.minimum(short, cap)
     x[layout.off_burst : layout.off_unmet] = burst.reshape(-1)
-    x[layout.off_unmet :] = (short - burst).reshape(-1)
+    x[layout.off_unmet : layout.off_rc1] = (short - burst).reshape(-1)
     return x
 
 
@@ -795,13 +904,20 @@ def _explain(
     c1 = x[layout.off_c1 : layout.off_c1 + pt].reshape(n_p, n_t)
     c3 = x[layout.off_c3 : layout.off_c3 + pt].reshape(n_p, n_t)
     capacity = x[layout.off_cap : layout.off_cap + pt].reshape(n_p, n_t)
+    # Capacity per scenario: later commitments differ by scenario (with recourse); the rows
+    # show their expected chips.
+    scenario_capacity = capacity[:, :, None] + _scenario_commitments(layout, program.bundles, x)[1]
+    if layout.recourse:
+        c1 = c1 + x[_bundle_columns(layout, program.bundles, layout.off_rc1)].mean(axis=2)
+        c3 = c3 + x[_bundle_columns(layout, program.bundles, layout.off_rc3)].mean(axis=2)
+        capacity = scenario_capacity.mean(axis=2)
     burst = x[layout.off_burst : layout.off_unmet].reshape(n_p, n_t, n_s)
     demand = inputs.demand
     if limits.fungible:
-        group_unmet = x[layout.off_unmet :].reshape(layout.n_groups, n_t, n_s)
+        group_unmet = x[layout.off_unmet : layout.off_rc1].reshape(layout.n_groups, n_t, n_s)
         perf = np.array([p.perf_index for p in inputs.pools])
         # A group's shortfall is shown on its pools by their own gap (in chips).
-        gap = np.maximum(demand - capacity[:, :, None] - burst, 0.0)
+        gap = np.maximum(demand - scenario_capacity - burst, 0.0)
         gap_perf = gap * perf[:, None, None]
         group_gap = np.zeros_like(group_unmet)
         np.add.at(group_gap, program.groups, gap_perf)
@@ -813,7 +929,7 @@ def _explain(
         )
         unmet = share * group_unmet[program.groups] / perf[:, None, None]
     else:
-        unmet = x[layout.off_unmet :].reshape(n_p, n_t, n_s)
+        unmet = x[layout.off_unmet : layout.off_rc1].reshape(n_p, n_t, n_s)
     unmet = np.where(unmet > 1e-6, unmet, 0.0)
     landed = _landed(buy_lots, inputs)
     active_c1 = np.zeros_like(c1)
@@ -834,7 +950,7 @@ def _explain(
     shares = _shortfall_shares(inputs.pools, limits)[:, None]
     cost_burst = _cents(burst.mean(axis=2) * on_demand[:, None] * hours * shares)
     penalty_cents = _cents(unmet.mean(axis=2) * penalty[:, None] * hours * shares)
-    served = np.minimum(demand, capacity[:, :, None]).mean(axis=2)
+    served = np.minimum(demand, scenario_capacity).mean(axis=2)
     utilization = np.divide(served, capacity, out=np.zeros_like(served), where=capacity > 0)
     shortfall = (unmet > 1e-6).mean(axis=2)
     quantiles = np.quantile(demand, [0.5, 0.9, 0.95], axis=2)
