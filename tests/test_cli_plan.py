@@ -59,6 +59,12 @@ def test_plan_prints_a_readable_table_and_writes_a_plan_run(workspace_copy: Work
     assert "binding: power us-central1" in limited.output
     limits = workspace_copy.runs("plan")[-1].read("limits")
     assert limits.filter(pl.col("binding"))["short_by"].max() > 0  # type: ignore[operator]
+    assert workspace_copy.runs("plan")[-1].manifest["config"]["commitment_recourse"] is False
+
+    # With recourse, later commitments wait for demand; the run says so.
+    two_stage = runner.invoke(app, ["plan", "-w", ws, "--recourse"])
+    assert two_stage.exit_code == 0, two_stage.output
+    assert workspace_copy.runs("plan")[-1].manifest["config"]["commitment_recourse"] is True
 
 
 def test_plan_without_a_forecast_is_one_readable_line(workspace_copy: Workspace) -> None:

@@ -166,3 +166,26 @@ def test_each_decision_prices_shortfalls_with_each_pools_own_share(
     assert all(s is not None and 0 < s <= 1 for s in measured)
     assert len(set(measured)) > 1  # pools differ
     assert all(s is None for s in fleet_wide)
+
+
+def test_the_plan_decides_later_commitments_as_recourse_unless_told_not_to(
+    sample_workspace: IngestedSample, monkeypatch
+) -> None:
+    import workbench.replay as replay_module
+
+    seen: list[bool] = []
+
+    class StopHereError(Exception):
+        pass
+
+    def capture(inputs, limits):
+        seen.append(limits.commitment_recourse)
+        raise StopHereError
+
+    monkeypatch.setattr(replay_module, "_forecast_scenarios", lambda *args: None)
+    monkeypatch.setattr(replay_module, "_with_forecast", lambda base, forecast: base)
+    monkeypatch.setattr(replay_module, "solve_plan", capture)
+    for settings in (ReplaySettings(), ReplaySettings(commitment_recourse=False)):
+        with pytest.raises(StopHereError):
+            replay_module.replay_workspace(sample_workspace.workspace, settings)
+    assert seen == [True, False]

@@ -291,6 +291,7 @@ def run_plan(
         "service_level": limits.service_level,
         "fungible": limits.fungible,
         "method": limits.method,
+        "commitment_recourse": limits.commitment_recourse,
         "burst_cap_share": settings.burst_cap_share,
         "burst_hours_share": limits.burst_hours_share,
         "burst_hours_share_per_pool": {
@@ -349,6 +350,13 @@ def plan_command(
             "for it) [default: measured from the pools' history]."
         ),
     ] = None,
+    recourse: Annotated[
+        bool,
+        typer.Option(
+            help="Commitments after the first quarter wait for demand (per bundle of "
+            "scenarios): only the first quarter's decisions are final; slower on big fleets."
+        ),
+    ] = False,
 ) -> None:
     """Recommend what to buy, commit or rent per pool and quarter, with cost, risk and reason.
 
@@ -365,6 +373,7 @@ def plan_command(
         method=method,
         burst_hours_share=burst_hours_share if burst_hours_share is not None else 1.0,
         time_limit_s=time_limit,
+        commitment_recourse=recourse,
     )
     settings = InputSettings(horizon_quarters=horizon, burst_cap_share=burst_cap_share)
     plan = run_plan(
@@ -404,6 +413,12 @@ def replay_command(
             help="Days before its start an event (launch, campaign) is known to the planner."
         ),
     ] = 91,
+    recourse: Annotated[
+        bool,
+        typer.Option(
+            help="The plan's commitments after the first quarter wait for demand (see plan)."
+        ),
+    ] = True,
 ) -> None:
     """Replay past quarters: the plan vs perfect foresight vs the last-four-quarters rule.
 
@@ -419,6 +434,7 @@ def replay_command(
         sample_paths=sample_paths,
         burst_hours_share=burst_hours_share,
         event_notice_days=event_notice_days,
+        commitment_recourse=recourse,
     )
     result = replay_workspace(ws, settings, truth_path=truth)
     table = Table(title=f"Decision replay, {quarters} quarters ({result.scored_on})")

@@ -9,9 +9,10 @@ against what each one holds. Invariants:
   day). Real orders placed during the replay are left out: the policies decide instead.
 * **plan**: a fleet forecast (fast models) from usage up to the day before and the events
   known by then (those starting within ``event_notice_days``), its demand scenarios, then
-  :func:`workbench.procurement.solve_plan` over ``plan_quarters``; only the first quarter's
-  decisions are carried out (purchases land after their lead time, commitments run their
-  term), and the next quarter plans again (a rolling horizon).
+  :func:`workbench.procurement.solve_plan` over ``plan_quarters``, later commitments as
+  recourse (``commitment_recourse``); only the first quarter's decisions are carried out
+  (purchases land after their lead time, commitments run their term), and the next
+  quarter plans again (a rolling horizon).
 * **perfect foresight**: the same optimization, given the real peak weekly demand of the
   coming quarters as its one scenario.
 * **rule**: "last four quarters' peak, plus growth, plus 20 percent": at each decision, buy
@@ -91,6 +92,9 @@ class ReplaySettings:
     """Measure the share per pool (shrunk toward the fleet's) instead of one for the fleet:
     a training pool's peak is a campaign of a few weeks, a serving pool runs near its peak
     all quarter. Only when the share is measured (``burst_hours_share`` is ``None``)."""
+    commitment_recourse: bool = True
+    """Plan with later commitments as recourse (:attr:`PlanLimits.commitment_recourse`): only
+    the first quarter's decisions are carried out, the next quarter decides again."""
     seed: int = 0
     workers: int | None = 1
     event_notice_days: int = 91
@@ -218,7 +222,9 @@ def replay(
         for name in POLICIES
     }
     timings: dict[str, float] = {"forecast": 0.0, "solve": 0.0}
-    limits = PlanLimits(service_level=settings.service_level)
+    limits = PlanLimits(
+        service_level=settings.service_level, commitment_recourse=settings.commitment_recourse
+    )
     for k, quarter in enumerate(decision_quarters):
         day = quarter_start(quarter)
         window = all_quarters[k : k + settings.plan_quarters]
