@@ -261,10 +261,18 @@ def _sample_checks() -> list[Check]:
     ]
 
 
+_UNIX_SECONDS_BEFORE_10000 = 253_402_300_800
+
+
 def _unix_to_iso(column: str) -> pl.Expr:
     """ISO text of a Unix-seconds string; other text passes through for validation."""
     text = pl.col(column).cast(pl.String).str.strip_chars()
-    seconds = pl.when(text.str.contains(r"^\d+(\.\d+)?$")).then(text.cast(pl.Float64, strict=False))
+    number = text.cast(pl.Float64, strict=False)
+    # Only instants a calendar can show (before the year 10000); a larger number stays text
+    # and is quarantined as not a timestamp (formatting it would overflow).
+    seconds = pl.when(
+        text.str.contains(r"^\d+(\.\d+)?$") & (number < _UNIX_SECONDS_BEFORE_10000)
+    ).then(number)
     instant = pl.from_epoch(
         (seconds * 1_000_000).round().cast(pl.Int64, strict=False), time_unit="us"
     )

@@ -871,3 +871,22 @@ def test_a_job_holding_more_chips_than_any_job_can_is_quarantined(tmp_path):
     assert result.rows_loaded == 1 and result.rows_quarantined == 1
     assert "chips must be at most 1,000,000" in result.quarantine["reason"][0]
     assert result.chip_hours_out == pytest.approx(16.0)
+
+
+def test_unix_seconds_beyond_the_calendar_are_quarantined_not_a_panic(tmp_path):
+    # Found by the 10,000-example profile: 1e12 seconds is year ~33,700; formatting it as
+    # ISO text panicked inside polars. Now it stays text and fails as not a timestamp.
+    path = tmp_path / "util.csv"
+    path.write_text(
+        "timestamp,accelerator,region,metric,value\n"
+        "1000000000000,NVIDIA L4,us-central1,duty_cycle,0.5\n"
+        "1767225600,NVIDIA L4,us-central1,duty_cycle,0.5\n"
+        "1767229200,NVIDIA L4,us-central1,duty_cycle,0.5\n"
+    )
+    result = expect_clean(
+        lambda: ingest_utilization_csv(path, resolver=sample_catalog(), source="fuzz")
+    )
+    assert result is not None and result.balanced
+    assert result.quarantine.height == 1
+    assert result.quarantine["value"][0] == "1000000000000"
+    assert "timestamp" in result.quarantine["reason"][0]
