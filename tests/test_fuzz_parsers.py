@@ -874,12 +874,12 @@ def test_a_job_holding_more_chips_than_any_job_can_is_quarantined(tmp_path):
 
 
 def test_unix_seconds_beyond_the_calendar_are_quarantined_not_a_panic(tmp_path):
-    # Found by the 10,000-example profile: 1e12 seconds is year ~33,700; formatting it as
+    # Found by the 10,000-example profile: 9e12 seconds is year ~285,000; formatting it as
     # ISO text panicked inside polars. Now it stays text and fails as not a timestamp.
     path = tmp_path / "util.csv"
     path.write_text(
         "timestamp,accelerator,region,metric,value\n"
-        "1000000000000,NVIDIA L4,us-central1,duty_cycle,0.5\n"
+        "9000000000000,NVIDIA L4,us-central1,duty_cycle,0.5\n"
         "1767225600,NVIDIA L4,us-central1,duty_cycle,0.5\n"
         "1767229200,NVIDIA L4,us-central1,duty_cycle,0.5\n"
     )
@@ -888,5 +888,5 @@ def test_unix_seconds_beyond_the_calendar_are_quarantined_not_a_panic(tmp_path):
     )
     assert result is not None and result.balanced
     assert result.quarantine.height == 1
-    assert result.quarantine["value"][0] == "1000000000000"
+    assert result.quarantine["value"][0] == "9000000000000"
     assert "timestamp" in result.quarantine["reason"][0]
