@@ -23,8 +23,9 @@ excluded by the column map's filter, or dropped as an exact duplicate (two indep
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Callable, Iterable, Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -73,6 +74,7 @@ _Out = TypeVar("_Out")
 _US_PER_HOUR = 3_600_000_000
 _PERIOD_US: dict[str, int] = {"day": 24 * _US_PER_HOUR, "hour": _US_PER_HOUR}
 _SPLIT_THREADS = 2
+_JUDGES = 2
 _SLICE = 1 << 20
 _SEGMENTS_PER_CHUNK = 500_000
 
@@ -436,7 +438,7 @@ def ingest_job_records(
     acc = _Accumulator()
     numbered = _prefetched(reader, _Numbering())
     judge = _Judge(source=source, resolver=resolver, column_map=column_map, export_time=export_time)
-    for judged in _prefetched(numbered, judge, name="record-judge"):
+    for judged in _mapped_in_order(numbered, judge, workers=_JUDGES):
         acc.hashes.append(judged.hashes)
         acc.running += judged.running
         acc.excluded.extend(judged.excluded)
@@ -644,6 +646,32 @@ def _prefetched(
     finally:
         stop.set()
         worker.join()
+
+
+def _mapped_in_order(
+    items: Iterable[_In], prepare: Callable[[_In], _Out], *, workers: int
+) -> Iterator[_Out]:
+    """``prepare`` items in ``workers`` threads at once, handing results back in order.
+
+    Blocks are judged independently, and most of judging one is polars and numpy work
+    that releases the GIL: two judges keep both cores busy where one could not. At most
+    ``workers + 1`` items are in flight; an error surfaces at its item's turn, and if the
+    consumer stops early the items not started are cancelled.
+    """
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="record-judge")
+    window: deque[Future[_Out]] = deque()
+    try:
+        for item in items:
+            window.append(pool.submit(prepare, item))
+            if len(window) > workers:
+                yield window.popleft().result()
+        while window:
+            yield window.popleft().result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+        close = getattr(items, "close", None)
+        if close is not None:
+            close()
 
 
 def _chip_hours_in(compact: dict[str, np.ndarray]) -> tuple[float, float]:

@@ -25,12 +25,15 @@ import json
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal, cast
+from typing import IO, TYPE_CHECKING, Literal, cast
 
 import numpy as np
 import polars as pl
 
 from workbench.errors import WorkbenchError
+
+if TYPE_CHECKING:
+    import pyarrow.parquet as pq
 
 __all__ = [
     "PROBLEM_COLUMN",
@@ -45,6 +48,7 @@ PROBLEM_COLUMN = "__problem"
 BinaryStream = io.BufferedIOBase | IO[bytes]
 Format = Literal["csv", "jsonl", "parquet"]
 _BLOCK_BYTES = 8 << 20
+_PARQUET_ROWS = 100_000
 _NEWLINE = 10
 _CARRIAGE = 13
 _QUOTE = 34
@@ -183,17 +187,40 @@ class RecordReader:
         self.header = tuple(parquet.schema_arrow.names)
         self._check_header(self.header, 1)
         offset = 1
-        # Batches about as large as a text block: memory stays flat on big files.
-        for batch in parquet.iter_batches(batch_size=100_000):
-            frame = pl.from_arrow(batch)
-            assert isinstance(frame, pl.DataFrame)
-            frame = frame.with_columns(_as_text(frame.schema[c], c) for c in frame.columns)
+        for batch in self._parquet_batches(parquet):
+            frame = batch.with_columns(_as_text(batch.schema[c], c) for c in batch.columns)
             frame = frame.with_columns(
                 pl.int_range(offset, offset + frame.height, dtype=pl.Int64).alias("line"),
                 pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN),
             )
             offset += frame.height
             yield self._finish(frame)
+
+    def _parquet_batches(self, parquet: pq.ParquetFile) -> Iterator[pl.DataFrame]:
+        """Batches about as large as a text block: memory stays flat on big files.
+
+        polars' own reader is faster and keeps less memory than pyarrow's batches; a file
+        it cannot read from the start (a type it does not know) is read with pyarrow.
+        """
+        batches = iter(pl.scan_parquet(self.path).collect_batches(chunk_size=_PARQUET_ROWS))
+        try:
+            first = next(batches, None)
+        except Exception:
+            for batch in parquet.iter_batches(batch_size=_PARQUET_ROWS):
+                frame = pl.from_arrow(batch)
+                assert isinstance(frame, pl.DataFrame)
+                yield frame
+            return
+        if first is None:
+            return
+        try:
+            if first.height:
+                yield first
+            for frame in batches:
+                if frame.height:
+                    yield frame
+        except pl.exceptions.PolarsError as exc:
+            raise WorkbenchError(f"not a readable Parquet file: {exc}", file=self.path) from None
 
     # -- delimited text and JSON Lines --------------------------------------------------
     def _text(self) -> Iterator[pl.DataFrame]:
