@@ -41,6 +41,7 @@ from workbench.schema import (
     USAGE_DAILY,
     USAGE_HOURLY,
     AcceleratorResolver,
+    plainly_good_jobs,
     validate_job_records,
 )
 
@@ -75,6 +76,7 @@ _US_PER_HOUR = 3_600_000_000
 _PERIOD_US: dict[str, int] = {"day": 24 * _US_PER_HOUR, "hour": _US_PER_HOUR}
 _SPLIT_THREADS = 2
 _JUDGES = 2
+_PENDING_ROWS = 50_000
 _SLICE = 1 << 20
 _SEGMENTS_PER_CHUNK = 500_000
 
@@ -438,8 +440,10 @@ def ingest_job_records(
     acc = _Accumulator()
     numbered = _prefetched(reader, _Numbering())
     judge = _Judge(source=source, resolver=resolver, column_map=column_map, export_time=export_time)
-    for judged in _mapped_in_order(numbered, judge, workers=_JUDGES):
-        acc.hashes.append(judged.hashes)
+    pending: list[pl.DataFrame] = []
+    waiting = 0
+
+    def take(judged: _Judged) -> None:
         acc.running += judged.running
         acc.excluded.extend(judged.excluded)
         acc.quarantine.extend(judged.quarantine)
@@ -451,8 +455,20 @@ def ingest_job_records(
             end=judged.end,
             chips=judged.chips,
         )
+
+    for judged in _mapped_in_order(numbered, judge, workers=_JUDGES):
+        acc.hashes.append(judged.hashes)
+        take(judged)
+        if judged.pending is not None and judged.pending.height:
+            pending.append(judged.pending)
+            waiting += judged.pending.height
+        if waiting >= _PENDING_ROWS:
+            take(_judge_fully(pl.concat(pending), source, resolver))
+            pending, waiting = [], 0
         if progress is not None:
             progress(judged.rows_seen)
+    if pending:
+        take(_judge_fully(pl.concat(pending), source, resolver))
 
     compact = acc.compact()
     quarantine = (
@@ -525,17 +541,19 @@ class _Numbering:
 class _Judged:
     """One block after mapping and validation: its loaded jobs in compact form."""
 
-    rows_seen: int
-    hashes: np.ndarray
     keys: pl.DataFrame
     ordinal: np.ndarray
     submit: np.ndarray
     start: np.ndarray
     end: np.ndarray
     chips: np.ndarray
-    quarantine: list[pl.DataFrame]
-    excluded: list[pl.DataFrame]
-    running: int
+    quarantine: list[pl.DataFrame] = field(default_factory=list)
+    excluded: list[pl.DataFrame] = field(default_factory=list)
+    running: int = 0
+    rows_seen: int = 0
+    hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    pending: pl.DataFrame | None = None
+    """Rows left for the full validation (raw, with line and ordinal)."""
 
 
 @dataclass
@@ -572,30 +590,49 @@ class _Judge:
             quarantine.append(
                 broken.with_columns(rows.filter(pl.col(PROBLEM_COLUMN).is_not_null())["__ordinal"])
             )
-        validated = validate_job_records(sound, source=source, resolver=self.resolver)
-        if validated.quarantine.height:
-            quarantine.append(
-                validated.quarantine.join(sound.select("line", "__ordinal"), on="line", how="left")
-            )
-            loaded = sound.join(
-                validated.quarantine.select("line"), on="line", how="anti", maintain_order="left"
-            )
+        plain = plainly_good_jobs(sound, source=source, resolver=self.resolver)
+        if plain is None:  # typed columns (a column map's output): judged here, whole
+            judged = _judge_fully(sound, source, self.resolver)
+            judged.quarantine[:0] = quarantine
+            judged.excluded, judged.running = excluded, running
         else:
-            loaded = sound
-        good = validated.good
-        return _Judged(
-            rows_seen=int(block["__ordinal"][-1]) + 1 if block.height else 0,
-            hashes=block["__hash"].to_numpy(),
-            keys=good.select(SERIES_KEYS),
-            ordinal=loaded["__ordinal"].to_numpy(),
-            submit=good["submit_time"].dt.epoch("us").to_numpy(),
-            start=good["start_time"].dt.epoch("us").to_numpy(),
-            end=good["end_time"].dt.epoch("us").to_numpy(),
-            chips=good["chips"].to_numpy(),
-            quarantine=quarantine,
-            excluded=excluded,
-            running=running,
+            good, rest = plain
+            judged = _compact(good, sound["__ordinal"].gather(good["__row"]))
+            judged.quarantine, judged.excluded, judged.running = quarantine, excluded, running
+            # The few rows that are not plainly good wait for the full validation in the
+            # accumulating thread, many blocks' worth at once: its cost is mostly per call.
+            judged.pending = rest.drop("__row")
+        judged.rows_seen = int(block["__ordinal"][-1]) + 1 if block.height else 0
+        judged.hashes = block["__hash"].to_numpy()
+        return judged
+
+
+def _judge_fully(sound: pl.DataFrame, source: str, resolver: AcceleratorResolver) -> _Judged:
+    """Validate rows with every reason written; the loaded ones in compact form."""
+    validated = validate_job_records(sound, source=source, resolver=resolver, shortcut=False)
+    if validated.quarantine.height:
+        quarantine = [
+            validated.quarantine.join(sound.select("line", "__ordinal"), on="line", how="left")
+        ]
+        loaded = sound.join(
+            validated.quarantine.select("line"), on="line", how="anti", maintain_order="left"
         )
+    else:
+        quarantine, loaded = [], sound
+    judged = _compact(validated.good, loaded["__ordinal"])
+    judged.quarantine = quarantine
+    return judged
+
+
+def _compact(good: pl.DataFrame, ordinal: pl.Series) -> _Judged:
+    return _Judged(
+        keys=good.select(SERIES_KEYS),
+        ordinal=ordinal.to_numpy(),
+        submit=good["submit_time"].dt.epoch("us").to_numpy(),
+        start=good["start_time"].dt.epoch("us").to_numpy(),
+        end=good["end_time"].dt.epoch("us").to_numpy(),
+        chips=good["chips"].to_numpy(),
+    )
 
 
 def _prefetched(

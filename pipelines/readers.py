@@ -395,9 +395,9 @@ class RecordReader:
             try:
                 strict = self._read_block(block, header, ragged=False)
                 if strict.height == n_records:
-                    return strict.with_columns(_empty_to_null(header)).with_columns(
-                        pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN)
-                    )
+                    # No quotes in the block, so no quoted "" either: polars already reads
+                    # every empty field as null.
+                    return strict.with_columns(pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN))
             except Exception:
                 pass
             # A ragged line after all: count every line's fields.

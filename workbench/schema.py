@@ -42,6 +42,7 @@ __all__ = [
     "normalize_alias",
     "normalized_alias_expr",
     "parse_timestamps",
+    "plainly_good_jobs",
     "validate",
     "validate_allocations",
     "validate_billing",
@@ -742,7 +743,7 @@ def validate_job_records(
     A missing workload becomes ``unknown`` (it is optional in real exports); a workload
     outside the known set is quarantined so a typo does not create a new category.
     ``shortcut`` lets plainly good rows skip the full validation (same result, sooner; see
-    :func:`_plainly_good_jobs`); without it every row takes the full path.
+    :func:`plainly_good_jobs`); without it every row takes the full path.
     """
     checks = [
         _non_negative("chips", strictly=True),
@@ -754,7 +755,7 @@ def validate_job_records(
     extra = list(extra_checks)
     checks.extend(extra)
     if shortcut and not extra:
-        plain = _plainly_good_jobs(raw, source=source, resolver=resolver)
+        plain = plainly_good_jobs(raw, source=source, resolver=resolver)
         if plain is not None:
             good, rest = plain
             if rest.height == 0:
@@ -789,7 +790,7 @@ _NOT_PLAIN_TEXT = r"^\s|\s$|^$"
 """Empty text or whitespace at either end: such a value goes to the full validation."""
 
 
-def _plainly_good_jobs(
+def plainly_good_jobs(
     raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
 ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """The job records that pass every rule as written, typed; and the raw rest.
