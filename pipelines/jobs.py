@@ -77,6 +77,7 @@ _PERIOD_US: dict[str, int] = {"day": 24 * _US_PER_HOUR, "hour": _US_PER_HOUR}
 _SPLIT_THREADS = 2
 _JUDGES = 2
 _PENDING_ROWS = 50_000
+_PENDING_SHARE = 0.02
 _SLICE = 1 << 20
 _SEGMENTS_PER_CHUNK = 500_000
 
@@ -598,10 +599,17 @@ class _Judge:
         else:
             good, rest = plain
             judged = _compact(good, sound["__ordinal"].gather(good["__row"]))
-            judged.quarantine, judged.excluded, judged.running = quarantine, excluded, running
-            # The few rows that are not plainly good wait for the full validation in the
-            # accumulating thread, many blocks' worth at once: its cost is mostly per call.
-            judged.pending = rest.drop("__row")
+            rest = rest.drop("__row")
+            if rest.height > _PENDING_SHARE * sound.height:  # many odd rows: judge them now
+                late = _judge_fully(rest, source, self.resolver)
+                judged = _joined(judged, late)
+            elif rest.height:
+                # The few rows that are not plainly good wait for the full validation in the
+                # accumulating thread, many blocks' worth at once: its cost is mostly per
+                # call. They are copied out, or their text would keep the whole block alive.
+                judged.pending = pl.DataFrame(rest.to_dict(as_series=False), schema=rest.schema)
+            judged.quarantine[:0] = quarantine
+            judged.excluded, judged.running = excluded, running
         judged.rows_seen = int(block["__ordinal"][-1]) + 1 if block.height else 0
         judged.hashes = block["__hash"].to_numpy()
         return judged
@@ -622,6 +630,19 @@ def _judge_fully(sound: pl.DataFrame, source: str, resolver: AcceleratorResolver
     judged = _compact(validated.good, loaded["__ordinal"])
     judged.quarantine = quarantine
     return judged
+
+
+def _joined(first: _Judged, second: _Judged) -> _Judged:
+    """Two judged parts of one block as one."""
+    return _Judged(
+        keys=pl.concat([first.keys, second.keys]),
+        ordinal=np.concatenate([first.ordinal, second.ordinal]),
+        submit=np.concatenate([first.submit, second.submit]),
+        start=np.concatenate([first.start, second.start]),
+        end=np.concatenate([first.end, second.end]),
+        chips=np.concatenate([first.chips, second.chips]),
+        quarantine=[*first.quarantine, *second.quarantine],
+    )
 
 
 def _compact(good: pl.DataFrame, ordinal: pl.Series) -> _Judged:

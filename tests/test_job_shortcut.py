@@ -8,10 +8,12 @@ the same order) and the same quarantine, on hand-written odd rows and on random 
 from __future__ import annotations
 
 import polars as pl
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
+from pipelines.jobs import ingest_job_records
 from workbench.catalog import SkuCatalog
 from workbench.schema import validate_job_records
 from workbench.timestamps import parse_iso_timestamps
@@ -173,3 +175,30 @@ def test_values_ending_in_z_parse_the_same_by_polars_and_by_the_byte_decoder(val
     by_decoder = parse_iso_timestamps(pl.Series([*values, *padding]))[: len(values)]
     assert by_polars.to_list() == by_decoder.to_list()
     assert by_polars.n_chunks() == 1
+
+
+def job_file(path, odd_every: int, rows: int = 400):
+    """A job CSV where every ``odd_every``-th row needs the full validation."""
+    lines = [",".join(COLUMNS)]
+    for i in range(rows):
+        workload = "Training" if i % odd_every == 0 else "training"  # good, by the full path
+        chips = "-1" if i % (2 * odd_every) == 0 else "8"  # quarantined, by the full path
+        lines.append(
+            f"j{i},2026-01-01T00:00:00Z,2026-01-01T01:00:00Z,2026-01-01T03:00:00Z,{chips},"
+            f"h100-80gb,us-central1,vision,{workload}"
+        )
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.mark.parametrize("odd_every", [200, 2], ids=["few odd rows wait", "many judged at once"])
+def test_odd_rows_are_judged_whether_they_wait_or_not(tmp_path, catalog, odd_every):
+    # Under 2% of a block's rows wait for the accumulating thread; more are judged at once.
+    result = ingest_job_records(job_file(tmp_path / "jobs.csv", odd_every), resolver=catalog)
+    bad = 400 // (2 * odd_every)
+    assert result.rows_quarantined == bad
+    assert result.quarantine["line"].to_list() == [2 + 2 * odd_every * k for k in range(bad)]
+    assert set(result.quarantine["reason"]) == {"chips must be positive, got -1.0"}
+    assert result.rows_loaded == 400 - bad
+    assert result.chip_hours_out == pytest.approx(16.0 * (400 - bad))
+    assert result.usage_daily["workload"].unique().to_list() == ["training"]
