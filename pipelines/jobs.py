@@ -12,12 +12,16 @@ waited in it:
   so back-to-back jobs do not overlap), not from an average. Segments covering the whole
   period add a constant, so only partial segments are swept.
 
-The file is read in blocks (:class:`~pipelines.readers.RecordReader`); each block is
-validated and reduced to a compact form (series id, three instants, chips: 40 bytes a job),
-so memory holds the compact jobs, never every job-day at once. The day split then runs
-series by series. Nothing is lost: every data row is loaded, quarantined with a reason,
-excluded by the column map's filter, or dropped as an exact duplicate (two independent
-64-bit hashes of the raw row), and :class:`JobIngest` carries the reconciliation.
+The file is read in blocks (:class:`~pipelines.readers.RecordReader`) by three stages in
+threads: the reader numbers and hashes each block's rows; two judges validate blocks at once
+(plainly good rows straight to typed columns, the few others left for the full,
+reason-writing validation, which runs in batches); the accumulating thread keeps each loaded
+job in compact form (ordinal, series id, three instants, chips: 44 bytes, plus an 8-byte row
+hash), so memory holds the compact jobs, never every job-day at once. The day split then
+runs a chunk of series at a time, two chunks at once. Nothing is lost: every data row is
+loaded, quarantined with a reason, excluded by the column map's filter, or dropped as an
+exact duplicate (a 64-bit hash of the raw row finds candidates; what each became must match
+too), and :class:`JobIngest` carries the reconciliation.
 """
 
 from __future__ import annotations
@@ -591,7 +595,7 @@ class _Judge:
             quarantine.append(
                 broken.with_columns(rows.filter(pl.col(PROBLEM_COLUMN).is_not_null())["__ordinal"])
             )
-        plain = plainly_good_jobs(sound, source=source, resolver=self.resolver)
+        plain = plainly_good_jobs(sound, resolver=self.resolver)
         if plain is None:  # typed columns (a column map's output): judged here, whole
             judged = _judge_fully(sound, source, self.resolver)
             judged.quarantine[:0] = quarantine
@@ -661,9 +665,9 @@ def _prefetched(
 ) -> Iterator[_Out]:
     """``prepare`` each item in a thread of its own, one or two items ahead of the consumer.
 
-    polars and numpy release the GIL, so chained stages (read, validate, accumulate) overlap
-    on two cores. Errors surface in order; if the consumer stops early, the thread stops
-    too, and closes ``items`` (an earlier stage stops in turn).
+    polars and numpy release the GIL, so reading the next block overlaps with judging this
+    one. Errors surface in order; if the consumer stops early, the thread stops too, and
+    closes ``items`` when it can be closed.
     """
     done = object()
     stop = threading.Event()

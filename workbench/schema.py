@@ -755,7 +755,7 @@ def validate_job_records(
     extra = list(extra_checks)
     checks.extend(extra)
     if shortcut and not extra:
-        plain = plainly_good_jobs(raw, source=source, resolver=resolver)
+        plain = plainly_good_jobs(raw, resolver=resolver)
         if plain is not None:
             good, rest = plain
             if rest.height == 0:
@@ -791,7 +791,7 @@ _NOT_PLAIN_TEXT = r"^\s|\s$|^$"
 
 
 def plainly_good_jobs(
-    raw: pl.DataFrame, *, source: str, resolver: AcceleratorResolver
+    raw: pl.DataFrame, *, resolver: AcceleratorResolver
 ) -> tuple[pl.DataFrame, pl.DataFrame] | None:
     """The job records that pass every rule as written, typed; and the raw rest.
 
