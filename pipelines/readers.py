@@ -202,7 +202,8 @@ class RecordReader:
         polars' own reader is faster and keeps less memory than pyarrow's batches; a file
         it cannot read from the start (a type it does not know) is read with pyarrow.
         """
-        batches = iter(pl.scan_parquet(self.path).collect_batches(chunk_size=_PARQUET_ROWS))
+        scan = pl.scan_parquet(self.path, glob=False)  # a name with [ or * is still one file
+        batches = iter(scan.collect_batches(chunk_size=_PARQUET_ROWS))
         try:
             first = next(batches, None)
         except Exception:

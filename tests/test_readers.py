@@ -155,3 +155,21 @@ def test_a_short_and_a_long_line_that_balance_out_are_both_caught(tmp_path):
         4: "expected 9 fields, found 16",
         5: None,
     }
+
+
+def test_a_parquet_file_named_like_a_glob_is_read_as_that_one_file(tmp_path):
+    pl.DataFrame({"a": ["x", "y"]}).write_parquet(tmp_path / "jobs[1]*.parquet")
+    pl.DataFrame({"a": ["other"]}).write_parquet(tmp_path / "jobs1-other.parquet")
+    frames = list(RecordReader(tmp_path / "jobs[1]*.parquet", required=("a",)))
+    assert [row["a"] for frame in frames for row in frame.to_dicts()] == ["x", "y"]
+    assert frames[0]["line"].to_list() == [1, 2]
+
+
+def test_parquet_batches_keep_rows_in_order_with_their_row_numbers(tmp_path):
+    values = [str(i) for i in range(250_001)]
+    pl.DataFrame({"a": values}).write_parquet(tmp_path / "big.parquet", row_group_size=60_000)
+    frames = list(RecordReader(tmp_path / "big.parquet", required=("a",)))
+    assert len(frames) > 1
+    whole = pl.concat(frames)
+    assert whole["a"].to_list() == values
+    assert whole["line"].to_list() == list(range(1, 250_002))
