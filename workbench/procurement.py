@@ -332,6 +332,11 @@ def _penalties(pools: Sequence[PoolSpec], limits: PlanLimits) -> np.ndarray:
     return np.maximum(cheapest / (1 - limits.service_level), 1.5 * on_demand)
 
 
+_TIE_BREAK = 1e-9
+"""Relative premium in the objective on commitments (one) and burst (two), so that an exact
+tie goes to owned capacity, then to commitments."""
+
+
 def _shortfall_shares(pools: Sequence[PoolSpec], limits: PlanLimits) -> np.ndarray:
     """Each pool's share of a quarter's hours a shortfall at the peak lasts."""
     return np.array(
@@ -479,7 +484,7 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
         (layout.off_c3, layout.off_rc3, c3_price, 12),
     ):
         span = slice(offset, offset + layout.pt)
-        cost[span] = price[pool_of] * hours * np.minimum(term, n_t - quarter)
+        cost[span] = price[pool_of] * hours * np.minimum(term, n_t - quarter) * (1 + _TIE_BREAK)
         usable = (price[pool_of] > 0) & limits.allow_commitments
         upper[span] = np.where(usable & ~recourse_start, np.inf, 0.0)
         if recourse:
@@ -491,7 +496,10 @@ def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
             upper[span] = np.repeat(np.where(usable & recourse_start, np.inf, 0.0), n_bundles)
     # Capacity variables are free of cost; burst and unmet are per scenario, 1/S each.
     shares = _shortfall_shares(pools, limits)
-    burst_cost = on_demand * hours * shares / n_s
+    # At an exact tie the plan owns, then commits, then rents (the premiums above and here):
+    # ties are otherwise broken by the solver's path, and more demand could then recommend
+    # less capacity (an equally cheap plan with fewer lots).
+    burst_cost = on_demand * hours * shares / n_s * (1 + 2 * _TIE_BREAK)
     cost[layout.off_burst : layout.off_unmet] = np.repeat(burst_cost, n_t * n_s)
     cap = np.array([max(p.burst_cap_chips, 0.0) for p in pools])
     upper[layout.off_burst : layout.off_unmet] = np.repeat(cap, n_t * n_s)
