@@ -13,23 +13,13 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from polars.testing import assert_frame_equal
 
-from pipelines.jobs import ingest_job_records
+from pipelines.jobs import JOB_OPTIONAL_COLUMNS, JOB_REQUIRED_COLUMNS, ingest_job_records
 from workbench.catalog import SkuCatalog
 from workbench.schema import validate_job_records
 from workbench.timestamps import parse_iso_timestamps
 
 SOURCE = "jobs.csv"
-COLUMNS = (
-    "job_id",
-    "submit_time",
-    "start_time",
-    "end_time",
-    "chips",
-    "accelerator",
-    "region",
-    "team",
-    "workload",
-)
+COLUMNS = (*JOB_REQUIRED_COLUMNS, *JOB_OPTIONAL_COLUMNS)
 
 
 def both_ways(raw: pl.DataFrame, catalog: SkuCatalog) -> None:

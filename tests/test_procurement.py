@@ -192,6 +192,17 @@ def test_a_pools_own_shortfall_share_prices_its_burst_and_unmet() -> None:
     assert burst_cents[1] == round(100 * 6.0 * 2190 * 0.1 * 100)
 
 
+def rentable_pool() -> PoolSpec:
+    """A pool of single chips, 26 weeks to land, and a 1-year commitment at $1.30 an hour."""
+    return pool(
+        lot_chips=1,
+        lead_time_weeks=26,
+        commit_1y_usd_per_hour=1.3,
+        commit_3y_usd_per_hour=None,
+        burst_cap_chips=0.0,
+    )
+
+
 @pytest.mark.parametrize("method", ["milp", "lp_round"])
 def test_upper_scenarios_wait_for_later_commitments_instead_of_chips_bought_now(
     method: str,
@@ -202,13 +213,7 @@ def test_upper_scenarios_wait_for_later_commitments_instead_of_chips_bought_now(
     # that needs it: 0.5 x 1.3 < 1, so the two-stage plan buys nothing now. Decided now for
     # every scenario (no recourse) the commitment costs 1.3 > 1 and the plan buys.
     demand = np.array([[[100, 100], [95, 100], [100, 200], [100, 200]]], dtype=float)
-    rented = pool(
-        lot_chips=1,
-        lead_time_weeks=26,
-        commit_1y_usd_per_hour=1.3,
-        commit_3y_usd_per_hour=None,
-        burst_cap_chips=0.0,
-    )
+    rented = rentable_pool()
     case = inputs(demand, (rented,), installed=100.0)
     two_stage = solve_plan(
         case, PlanLimits(method=method, commitment_recourse=True, recourse_bundle=1)
@@ -237,13 +242,7 @@ def test_a_later_commitment_knows_the_quarter_before_not_its_own() -> None:
         [[[100] * 4, [80, 81, 90, 91], [100, 200, 100, 200], [100, 200, 100, 200]]],
         dtype=float,
     )
-    rented = pool(
-        lot_chips=1,
-        lead_time_weeks=26,
-        commit_1y_usd_per_hour=1.3,
-        commit_3y_usd_per_hour=None,
-        burst_cap_chips=0.0,
-    )
+    rented = rentable_pool()
     case = inputs(demand, (rented,), installed=100.0)
     bundled = solve_plan(case, PlanLimits(commitment_recourse=True, recourse_bundle=2))
     assert bundled.buy_lots[0, 0] == 100
