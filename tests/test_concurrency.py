@@ -112,6 +112,11 @@ def test_several_app_sessions_at_once_keep_their_own_slice(billed_workspace, mon
     assert len(chosen) == sessions
     shown: dict[str, set[str]] = {}
     errors: list[BaseException] = []
+    # The sessions are open at once, in their own threads, sharing the process's caches;
+    # their runs take turns: AppTest installs one process-wide mock runtime per run and
+    # removes it when the run ends, so two runs at the same instant break each other
+    # ("Runtime hasn't been created!"). Concurrent runs on one server: the browser tests.
+    turn = threading.Lock()
 
     def session(team: str) -> None:
         try:
@@ -120,7 +125,8 @@ def test_several_app_sessions_at_once_keep_their_own_slice(billed_workspace, mon
             )
             app.session_state["shell_team"] = team
             for _ in range(2):
-                app.run()
+                with turn:
+                    app.run()
                 assert not app.exception, app.exception
                 table = app.dataframe[1].value
                 frame = table if isinstance(table, pl.DataFrame) else pl.from_pandas(table)
