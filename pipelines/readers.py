@@ -489,8 +489,12 @@ class RecordReader:
                 value = json.loads(text)
                 if not isinstance(value, dict):
                     raise ValueError("not a JSON object")
+                _check_text(value)
                 rows.append(value)
                 problems.append(None)
+            except UnicodeEncodeError:
+                rows.append({})
+                problems.append("line holds a lone surrogate escape (\\udXXX): not text")
             except ValueError as exc:
                 rows.append({})
                 problems.append(f"not a JSON object: {str(exc)[:80]}")
@@ -511,6 +515,11 @@ class RecordReader:
         if not has_problem:
             frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN))
         return frame
+
+
+def _check_text(value: object) -> None:
+    """Raise UnicodeEncodeError if JSON gave text no UTF-8 can hold (a lone surrogate)."""
+    json.dumps(value, ensure_ascii=False).encode("utf-8")
 
 
 def _frame_of_records(rows: list[dict[str, object]]) -> pl.DataFrame:

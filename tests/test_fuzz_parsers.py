@@ -890,3 +890,27 @@ def test_unix_seconds_beyond_the_calendar_are_quarantined_not_a_panic(tmp_path):
     assert result.quarantine.height == 1
     assert result.quarantine["value"][0] == "9000000000000"
     assert "timestamp" in result.quarantine["reason"][0]
+
+
+def test_jsonl_text_with_a_lone_surrogate_escape_is_quarantined_not_a_crash(tmp_path):
+    # Found by the 10,000-example profile: "\ud921" alone is valid JSON escaping but no
+    # UTF-8 text; in a block read line by line (here because of the broken "{" line),
+    # building the frame of such a line raised UnicodeEncodeError.
+    good = (
+        '{"job_id": "j2", "submit_time": "2026-01-01T00:00:00Z", '
+        '"start_time": "2026-01-01T01:00:00Z", "end_time": "2026-01-01T03:00:00Z", '
+        '"chips": "8", "accelerator": "NVIDIA L4", "region": "us-central1", '
+        '"team": "search", "workload": "training"}'
+    )
+    lone = good.replace('"j2"', '"j1"').replace('"search"', '"s\\ud921?"')
+    path = tmp_path / "jobs.jsonl"
+    path.write_text("\n".join([lone, "{", good]) + "\n")
+    result = check_job_ingest(path, sample_catalog())
+    assert result is not None
+    assert result.rows_loaded == 1
+    reasons = dict(zip(result.quarantine["line"], result.quarantine["reason"], strict=True))
+    assert "lone surrogate" in reasons[1]
+    assert result.rows_read == (
+        result.rows_loaded + result.rows_quarantined + result.duplicates_dropped
+    )
+    assert result.chip_hours_out == pytest.approx(16.0)
