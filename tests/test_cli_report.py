@@ -55,6 +55,9 @@ def test_quarterly_writes_html_and_pdf_and_a_report_run(planned_workspace, tmp_p
         assert f"Page {number} of {pages}" in flat, number
         assert config["plan_run"] in flat.replace(" ", "").replace("-\n", ""), number
         assert config["manifest_sha256"][:16] in flat.replace(" ", ""), number
+        # The footer is monospace: no ligature glyph ("ff", "fi") in its ids and hash.
+        footer = flat[: flat.index("SHA-256") + 90]
+        assert not re.search("[\ufb00-\ufb06]", footer), number
     everything = " ".join(texts)
     assert "Forecast accountability" in everything
     assert "What changed since the previous report" in everything
