@@ -660,9 +660,7 @@ def _compact(good: pl.DataFrame, ordinal: pl.Series) -> _Judged:
     )
 
 
-def _prefetched(
-    items: Iterable[_In], prepare: Callable[[_In], _Out], *, name: str = "record-reader"
-) -> Iterator[_Out]:
+def _prefetched(items: Iterable[_In], prepare: Callable[[_In], _Out]) -> Iterator[_Out]:
     """``prepare`` each item in a thread of its own, one or two items ahead of the consumer.
 
     polars and numpy release the GIL, so reading the next block overlaps with judging this
@@ -695,7 +693,7 @@ def _prefetched(
             if close is not None:
                 close()
 
-    worker = threading.Thread(target=produce, name=name, daemon=True)
+    worker = threading.Thread(target=produce, name="record-reader", daemon=True)
     worker.start()
     try:
         while True:
