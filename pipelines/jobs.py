@@ -39,7 +39,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, cast
 import numpy as np
 import polars as pl
 
-from pipelines.readers import PROBLEM_COLUMN, RecordReader, split_broken_rows
+from pipelines.readers import PROBLEM_COLUMN, RAW_COLUMN, RecordReader, split_broken_rows
 from workbench.schema import (
     QUARANTINE_SCHEMA,
     USAGE_DAILY,
@@ -584,6 +584,9 @@ class _Judge:
 
             result = apply_column_map(rows, self.column_map, export_time=self.export_time)
             mapped = _with_ordinals(result.mapped, rows)
+            if RAW_COLUMN in rows.columns and RAW_COLUMN not in mapped.columns:
+                # a broken JSON line's text, for its quarantine record (the map drops it)
+                mapped = mapped.join(rows.select("line", RAW_COLUMN), on="line", how="left")
             if result.excluded.height:
                 excluded.append(_excluded_rows(_with_ordinals(result.excluded, rows), source))
             if "running" in mapped.columns:

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "PROBLEM_COLUMN",
+    "RAW_COLUMN",
     "RawTable",
     "RecordReader",
     "file_format",
@@ -45,6 +46,8 @@ __all__ = [
 ]
 
 PROBLEM_COLUMN = "__problem"
+RAW_COLUMN = "__raw"
+"""The text of a JSON line that could not be read as an object (absent when all could)."""
 BinaryStream = io.BufferedIOBase | IO[bytes]
 Format = Literal["csv", "jsonl", "parquet"]
 _BLOCK_BYTES = 8 << 20
@@ -484,6 +487,7 @@ class RecordReader:
             pass
         rows: list[dict[str, object]] = []
         problems: list[str | None] = []
+        raw: list[str | None] = []
         for text in block.decode("utf-8", errors="replace").split("\n")[:n_records]:
             try:
                 value = json.loads(text)
@@ -492,29 +496,42 @@ class RecordReader:
                 _check_text(value)
                 rows.append(value)
                 problems.append(None)
+                raw.append(None)
             except UnicodeEncodeError:
                 rows.append({})
                 problems.append("line holds a lone surrogate escape (\\udXXX): not text")
+                raw.append(_printable(text))
             except ValueError as exc:
                 rows.append({})
                 problems.append(f"not a JSON object: {str(exc)[:80]}")
+                raw.append(_printable(text))
         frame = (
             _frame_of_records(rows) if any(rows) else pl.DataFrame({"__empty": [None] * n_records})
         )
         if frame.height != n_records:  # pragma: no cover - from_dicts keeps one row each
             frame = pl.DataFrame({"__empty": [None] * n_records})
         frame = frame.with_columns(_as_text(frame.schema[c], c) for c in frame.columns)
-        frame = frame.with_columns(pl.Series(PROBLEM_COLUMN, problems, dtype=pl.String))
+        # A line that is no JSON object keeps its text (RAW_COLUMN): it is the record the
+        # quarantine shows, and two different broken lines are not duplicates of each other.
+        frame = frame.with_columns(
+            pl.Series(PROBLEM_COLUMN, problems, dtype=pl.String),
+            pl.Series(RAW_COLUMN, raw, dtype=pl.String),
+        )
         return self._jsonl_finish(frame, has_problem=True)
 
     def _jsonl_finish(self, frame: pl.DataFrame, *, has_problem: bool = False) -> pl.DataFrame:
         if "__empty" in frame.columns:
             frame = frame.drop("__empty")
         if not self.header:
-            self.header = tuple(c for c in frame.columns if c != PROBLEM_COLUMN)
+            self.header = tuple(c for c in frame.columns if c not in (PROBLEM_COLUMN, RAW_COLUMN))
         if not has_problem:
             frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN))
         return frame
+
+
+def _printable(text: str) -> str:
+    """A broken line's text as it can be stored (lone surrogates replaced)."""
+    return text.encode("utf-8", errors="replace").decode("utf-8")
 
 
 def _check_text(value: object) -> None:
@@ -623,6 +640,10 @@ def split_broken_rows(
     data_columns = [c for c in frame.columns if c != "line" and not c.startswith("__")]
     broken = frame.filter(pl.col(PROBLEM_COLUMN).is_not_null())
     sound = frame.filter(pl.col(PROBLEM_COLUMN).is_null()).drop(PROBLEM_COLUMN)
+    fields = pl.struct(data_columns).struct.json_encode()
+    if RAW_COLUMN in frame.columns:
+        sound = sound.drop(RAW_COLUMN)
+        fields = pl.coalesce(pl.col(RAW_COLUMN), fields)
     quarantine = broken.select(
         pl.lit(table).alias("table"),
         pl.lit(source).alias("source"),
@@ -630,6 +651,6 @@ def split_broken_rows(
         pl.lit("line").alias("field"),
         pl.lit(None, dtype=pl.String).alias("value"),
         pl.col(PROBLEM_COLUMN).alias("reason"),
-        pl.struct(data_columns).struct.json_encode().alias("record"),
+        fields.alias("record"),
     )
     return sound, quarantine

@@ -124,6 +124,29 @@ def test_a_json_line_that_does_not_parse_is_quarantined_alone(tmp_path, catalog:
     assert "not a JSON object" in row["reason"]
 
 
+@pytest.mark.parametrize("mapped", [False, True], ids=["plain", "column-map"])
+def test_broken_json_lines_keep_their_text_and_are_not_each_others_duplicates(
+    tmp_path, catalog: SkuCatalog, mapped: bool
+):
+    # Two different broken lines used to become two identical empty records, and the second
+    # was dropped as a duplicate of the first (and so listed nowhere).
+    from pipelines.column_map import load_column_map
+
+    good = json.dumps(dict(zip(HEADER.split(","), ROWS[0].split(","), strict=True)))
+    path = tmp_path / "jobs.jsonl"
+    path.write_text(f"{good}\n{{not json\n[1, 2]\n{{not json\n")
+    column_map = load_column_map("generic") if mapped else None
+    result = ingest_job_records(path, resolver=catalog, source="s", column_map=column_map)
+    assert result.rows_read == 4
+    assert result.rows_loaded == 1
+    # the two different broken lines are both quarantined; the exact repeat of line 2 is
+    # a duplicate, as any exact repeat is
+    assert result.quarantine["line"].to_list() == [2, 3]
+    assert result.quarantine["record"].to_list() == ["{not json", "[1, 2]"]
+    assert result.duplicates_dropped == 1
+    assert result.balanced
+
+
 def test_hour_grain_splits_at_hours(tmp_path, catalog: SkuCatalog):
     path = _csv(tmp_path, [ROWS[1]])
     result = ingest_job_records(path, resolver=catalog, source="s", grain="hour")
