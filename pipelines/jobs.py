@@ -16,12 +16,16 @@ The file is read in blocks (:class:`~pipelines.readers.RecordReader`) by three s
 threads: the reader numbers and hashes each block's rows; two judges validate blocks at once
 (plainly good rows straight to typed columns, the few others left for the full,
 reason-writing validation, which runs in batches); the accumulating thread keeps each loaded
-job in compact form (ordinal, series id, three instants, chips: 44 bytes, plus an 8-byte row
-hash), so memory holds the compact jobs, never every job-day at once. The day split then
-runs a chunk of series at a time, two chunks at once. Nothing is lost: every data row is
+job in compact form (ordinal, series id, three instants, chips and the raw row's 64-bit
+hash: 52 bytes) in a :class:`~pipelines.job_store.JobStore`, which writes them to disk in
+runs sorted by submit instant past a million. The split then takes the jobs a window of
+submit periods at a time (about 250,000 jobs), carrying a job still running or waiting at a
+window's end into the next, and splits two windows at once: memory stays level however
+large the file, and never holds every job-day at once. Nothing is lost: every data row is
 loaded, quarantined with a reason, excluded by the column map's filter, or dropped as an
-exact duplicate (a 64-bit hash of the raw row finds candidates; what each became must match
-too), and :class:`JobIngest` carries the reconciliation.
+exact duplicate (the hash finds candidates; what each became must match too; repeats share
+their submit instant, so they meet in one window), and :class:`JobIngest` carries the
+reconciliation.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from typing import TYPE_CHECKING, Literal, TypeVar, cast
 import numpy as np
 import polars as pl
 
+from pipelines.job_store import COMPACT_DTYPES, SPILL_ROWS, WINDOW_ROWS, JobStore
 from pipelines.readers import PROBLEM_COLUMN, RAW_COLUMN, RecordReader, split_broken_rows
 from workbench.schema import (
     QUARANTINE_SCHEMA,
@@ -111,6 +116,8 @@ class JobIngest:
     """Jobs with no end yet, cut at the export time."""
     grain: Grain = "day"
     excluded: pl.DataFrame = field(default_factory=lambda: pl.DataFrame(schema=QUARANTINE_SCHEMA))
+    spilled_runs: int = 0
+    """Sorted runs of compact jobs written to disk (0: the file's jobs fit in memory)."""
 
     @property
     def table(self) -> str:
@@ -359,42 +366,15 @@ def _finish_usage(
 
 
 # -- the file --------------------------------------------------------------------------
-_COMPACT_DTYPES: dict[str, type] = {
-    "ordinal": np.int64,
-    "series": np.int32,
-    "submit": np.int64,
-    "start": np.int64,
-    "end": np.int64,
-    "chips": np.float64,
-}
-"""A loaded job in 44 bytes: its row ordinal, series id, three instants (us) and chips."""
-
-
 @dataclass
 class _Accumulator:
-    """What the blocks of one file add up to, in compact form."""
+    """What the blocks of one file add up to: the compact jobs and the odd rows."""
 
+    jobs: JobStore
     series: dict[tuple[str | None, ...], int] = field(default_factory=dict)
-    columns: dict[str, list[np.ndarray]] = field(
-        default_factory=lambda: {name: [] for name in _COMPACT_DTYPES}
-    )
     quarantine: list[pl.DataFrame] = field(default_factory=list)
     excluded: list[pl.DataFrame] = field(default_factory=list)
-    hashes: list[np.ndarray] = field(default_factory=list)
     running: int = 0
-
-    def add(self, **arrays: np.ndarray) -> None:
-        for name, values in arrays.items():
-            self.columns[name].append(values.astype(_COMPACT_DTYPES[name], copy=False))
-
-    def compact(self) -> dict[str, np.ndarray]:
-        """The loaded jobs as one array per column, built one column at a time."""
-        out: dict[str, np.ndarray] = {}
-        for name, dtype in _COMPACT_DTYPES.items():
-            parts = self.columns[name]
-            out[name] = np.concatenate(parts) if parts else np.zeros(0, dtype=dtype)
-            parts.clear()
-        return out
 
     def series_ids(self, good: pl.DataFrame) -> pl.Series:
         keys = good.select(SERIES_KEYS)
@@ -424,11 +404,17 @@ def ingest_job_records(
     export_time: datetime | None = None,
     grain: Grain = "day",
     progress: Callable[[int], None] | None = None,
+    spill_rows: int = SPILL_ROWS,
+    spill_dir: Path | None = None,
+    window_rows: int = WINDOW_ROWS,
 ) -> JobIngest:
     """Read, map, deduplicate, validate and split one job-record file, streaming.
 
     ``column_map`` translates another scheduler's layout (see :mod:`pipelines.column_map`);
     ``export_time`` cuts jobs still running. ``progress`` is called with the rows read so far.
+    Past ``spill_rows`` loaded jobs, they are written to a temporary folder in ``spill_dir``
+    (default ``TMPDIR``) in sorted runs and split ``window_rows`` at a time, so memory stays
+    level however large the file (:class:`pipelines.job_store.JobStore`).
     """
     source = source or f"job_records:{path}"
     if column_map is not None:
@@ -442,7 +428,22 @@ def ingest_job_records(
         )
     else:
         reader = RecordReader(path, required=JOB_REQUIRED_COLUMNS, optional=JOB_OPTIONAL_COLUMNS)
-    acc = _Accumulator()
+    with JobStore(_PERIOD_US[grain], spill_rows=spill_rows, directory=spill_dir) as jobs:
+        acc = _Accumulator(jobs=jobs)
+        _accumulate(reader, acc, source, resolver, column_map, export_time, progress)
+        return _split(acc, reader, source, grain, window_rows)
+
+
+def _accumulate(
+    reader: RecordReader,
+    acc: _Accumulator,
+    source: str,
+    resolver: AcceleratorResolver,
+    column_map: ColumnMap | None,
+    export_time: datetime | None,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Read, map and validate every block, keeping the loaded jobs in compact form."""
     numbered = _prefetched(reader, _Numbering())
     judge = _Judge(source=source, resolver=resolver, column_map=column_map, export_time=export_time)
     pending: list[pl.DataFrame] = []
@@ -452,17 +453,17 @@ def ingest_job_records(
         acc.running += judged.running
         acc.excluded.extend(judged.excluded)
         acc.quarantine.extend(judged.quarantine)
-        acc.add(
+        acc.jobs.add(
             ordinal=judged.ordinal,
             series=acc.series_ids(judged.keys).to_numpy(),
             submit=judged.submit,
             start=judged.start,
             end=judged.end,
             chips=judged.chips,
+            hash=judged.hashes,
         )
 
     for judged in _mapped_in_order(numbered, judge, workers=_JUDGES):
-        acc.hashes.append(judged.hashes)
         take(judged)
         if judged.pending is not None and judged.pending.height:
             pending.append(judged.pending)
@@ -475,27 +476,61 @@ def ingest_job_records(
     if pending:
         take(_judge_fully(pl.concat(pending), source, resolver))
 
-    compact = acc.compact()
-    quarantine = (
-        pl.concat(acc.quarantine, how="diagonal_relaxed")
-        if acc.quarantine
-        else pl.DataFrame(schema={**dict(QUARANTINE_SCHEMA), "__ordinal": pl.Int64})
+
+def _split(
+    acc: _Accumulator, reader: RecordReader, source: str, grain: Grain, window_rows: int
+) -> JobIngest:
+    """Drop duplicates and split the jobs into usage, a window of submit periods at a time.
+
+    A job still running (or waiting) at a window's end is carried into the next window, and
+    each window counts only the time inside it, so every period sees every job touching it.
+    """
+    empty_odd = pl.DataFrame(
+        schema={**dict(QUARANTINE_SCHEMA), "__ordinal": pl.Int64, "__hash": pl.UInt64}
     )
-    excluded = (
-        pl.concat(acc.excluded)
-        if acc.excluded
-        else pl.DataFrame(schema={**dict(QUARANTINE_SCHEMA), "__ordinal": pl.Int64})
-    )
-    duplicate_ordinals = _duplicates(acc.hashes, compact, quarantine, excluded)
-    acc.hashes.clear()
-    if duplicate_ordinals.len():
-        wanted = duplicate_ordinals.implode()
-        keep = ~_member(compact["ordinal"], np.sort(duplicate_ordinals.to_numpy()))
-        for name in list(compact):  # a column at a time: one column's copy in memory at once
-            compact[name] = compact[name][keep]
-        del keep
+    quarantine = pl.concat(acc.quarantine, how="diagonal_relaxed") if acc.quarantine else empty_odd
+    excluded = pl.concat(acc.excluded, how="diagonal_relaxed") if acc.excluded else empty_odd
+    acc.quarantine.clear()
+    acc.excluded.clear()
+    repeated = _repeated_odd_rows(quarantine, excluded)
+    if repeated.len():
+        wanted = repeated.implode()
         quarantine = quarantine.filter(~pl.col("__ordinal").is_in(wanted))
         excluded = excluded.filter(~pl.col("__ordinal").is_in(wanted))
+    duplicates = int(repeated.len())
+    loaded = 0
+    run_hours = wait_hours = 0.0
+    parts: list[pl.DataFrame] = []
+    carried: dict[str, np.ndarray] = {
+        name: np.zeros(0, dtype=COMPACT_DTYPES[name]) for name in _SPLIT_COLUMNS
+    }
+    # While one window is split in a thread, the next is read and de-duplicated.
+    splitting: deque[Future[pl.DataFrame]] = deque()
+    with ThreadPoolExecutor(max_workers=_SPLIT_THREADS, thread_name_prefix="window") as pool:
+        for window in acc.jobs.windows(window_rows):
+            owned = window.jobs
+            keep = ~_repeated_jobs(owned)
+            if not keep.all():
+                duplicates += int(keep.size - keep.sum())
+                owned = {name: values[keep] for name, values in owned.items()}
+            del keep
+            loaded += int(owned["ordinal"].size)
+            run, wait = _chip_hours_in(owned)
+            run_hours, wait_hours = run_hours + run, wait_hours + wait
+            active = {
+                name: np.concatenate([carried[name], owned.pop(name)]) for name in _SPLIT_COLUMNS
+            }
+            del owned
+            clipped = _clipped(active, window.begin, window.end)
+            splitting.append(pool.submit(_usage_of_compact, clipped, grain))
+            del clipped
+            if window.end is not None:
+                still = active["end"] > window.end
+                carried = {name: values[still] for name, values in active.items()}
+            del active
+            if len(splitting) >= _SPLIT_THREADS:
+                parts.append(splitting.popleft().result())
+        parts.extend(future.result() for future in splitting)
     quarantine = (
         quarantine.sort("line")
         .select(QUARANTINE_SCHEMA.names())
@@ -504,26 +539,47 @@ def ingest_job_records(
         )
     )
     excluded = excluded.sort("line").select(QUARANTINE_SCHEMA.names())
-    usage = _finish_usage(_usage_of_compact(compact, grain), acc.keys_frame(), source, grain)
-    totals = _chip_hours_in(compact)
+    usage = _finish_usage(
+        pl.concat(parts) if parts else _empty_usage(), acc.keys_frame(), source, grain
+    )
     return JobIngest(
         source=source,
         usage_daily=usage,
         quarantine=quarantine,
         rows_read=reader.rows_read,
-        rows_loaded=int(compact["ordinal"].size),
+        rows_loaded=loaded,
         rows_quarantined=quarantine.height,
-        duplicates_dropped=int(duplicate_ordinals.len()),
+        duplicates_dropped=duplicates,
         blank_lines=reader.blank_lines,
-        chip_hours_in=float(totals[0] or 0.0),
+        chip_hours_in=run_hours,
         chip_hours_out=float(usage["chip_hours_used"].sum()),
-        queued_chip_hours_in=float(totals[1] or 0.0),
+        queued_chip_hours_in=wait_hours,
         queued_chip_hours_out=float(usage["chip_hours_queued"].sum()),
         rows_excluded=excluded.height,
         running_jobs=acc.running,
         grain=grain,
         excluded=excluded,
+        spilled_runs=acc.jobs.spilled_runs,
     )
+
+
+_SPLIT_COLUMNS = ("series", "submit", "start", "end", "chips")
+
+
+def _clipped(jobs: dict[str, np.ndarray], begin: int, end: int | None) -> dict[str, np.ndarray]:
+    """The jobs' instants held to ``[begin, end)``: each keeps only its time in the window.
+
+    submit <= start <= end, so the run ``[start, end)`` and the wait ``[submit, start)``
+    clipped this way are exactly their parts inside the window (empty when outside it).
+    """
+    high = np.iinfo(np.int64).max if end is None else end
+    return {
+        "series": jobs["series"],
+        "submit": np.clip(jobs["submit"], begin, high),
+        "start": np.clip(jobs["start"], begin, high),
+        "end": np.clip(jobs["end"], begin, high),
+        "chips": jobs["chips"],
+    }
 
 
 class _Numbering:
@@ -537,7 +593,7 @@ class _Numbering:
         data_columns = [c for c in block.columns if c not in ("line", PROBLEM_COLUMN)]
         return block.with_columns(
             pl.int_range(first, self.next_ordinal, dtype=pl.Int64).alias("__ordinal"),
-            # A 64-bit hash of each raw row finds exact duplicates (see _duplicates).
+            # A 64-bit hash of each raw row finds exact duplicates (see _repeated_jobs).
             block.select(data_columns).hash_rows(seed=11).alias("__hash"),
         )
 
@@ -557,8 +613,9 @@ class _Judged:
     running: int = 0
     rows_seen: int = 0
     hashes: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.uint64))
+    """The raw-row hash of each loaded job (quarantined and excluded rows carry theirs)."""
     pending: pl.DataFrame | None = None
-    """Rows left for the full validation (raw, with line and ordinal)."""
+    """Rows left for the full validation (raw, with line, ordinal and hash)."""
 
 
 @dataclass
@@ -575,7 +632,7 @@ class _Judge:
 
     def __call__(self, block: pl.DataFrame) -> _Judged:
         source = self.source
-        rows = block.drop("__hash")
+        rows = block
         excluded: list[pl.DataFrame] = []
         quarantine: list[pl.DataFrame] = []
         running = 0
@@ -596,7 +653,9 @@ class _Judge:
         sound, broken = split_broken_rows(rows, table="job_records", source=source)
         if broken.height:
             quarantine.append(
-                broken.with_columns(rows.filter(pl.col(PROBLEM_COLUMN).is_not_null())["__ordinal"])
+                broken.with_columns(
+                    rows.filter(pl.col(PROBLEM_COLUMN).is_not_null()).select("__ordinal", "__hash")
+                )
             )
         plain = plainly_good_jobs(sound, resolver=self.resolver)
         if plain is None:  # typed columns (a column map's output): judged here, whole
@@ -605,7 +664,8 @@ class _Judge:
             judged.excluded, judged.running = excluded, running
         else:
             good, rest = plain
-            judged = _compact(good, sound["__ordinal"].gather(good["__row"]))
+            at = good["__row"]
+            judged = _compact(good, sound["__ordinal"].gather(at), sound["__hash"].gather(at))
             rest = rest.drop("__row")
             if rest.height > _PENDING_SHARE * sound.height:  # many odd rows: judge them now
                 late = _judge_fully(rest, source, self.resolver)
@@ -614,12 +674,25 @@ class _Judge:
                 # The few rows that are not plainly good wait for the full validation in the
                 # accumulating thread, many blocks' worth at once: its cost is mostly per
                 # call. They are copied out, or their text would keep the whole block alive.
-                judged.pending = pl.DataFrame(rest.to_dict(as_series=False), schema=rest.schema)
+                judged.pending = _detached(rest)
             judged.quarantine[:0] = quarantine
             judged.excluded, judged.running = excluded, running
         judged.rows_seen = int(block["__ordinal"][-1]) + 1 if block.height else 0
-        judged.hashes = block["__hash"].to_numpy()
+        # Quarantined and excluded rows are kept to the end: copied out of the block, as the
+        # pending rows are (a quarantined value's text kept its column of the block alive:
+        # a 5 GB file grew by about 600 MB of such blocks).
+        judged.quarantine = [_detached(frame) for frame in judged.quarantine]
+        judged.excluded = [_detached(frame) for frame in judged.excluded]
         return judged
+
+
+def _detached(frame: pl.DataFrame) -> pl.DataFrame:
+    """A copy of a few rows that shares no memory with the block they were taken from.
+
+    polars keeps text longer than 12 bytes in the buffers of the column it came from, and a
+    filtered frame keeps those whole buffers alive; a copy through Python objects does not.
+    """
+    return pl.DataFrame(frame.to_dict(as_series=False), schema=frame.schema)
 
 
 def _judge_fully(sound: pl.DataFrame, source: str, resolver: AcceleratorResolver) -> _Judged:
@@ -627,14 +700,16 @@ def _judge_fully(sound: pl.DataFrame, source: str, resolver: AcceleratorResolver
     validated = validate_job_records(sound, source=source, resolver=resolver, shortcut=False)
     if validated.quarantine.height:
         quarantine = [
-            validated.quarantine.join(sound.select("line", "__ordinal"), on="line", how="left")
+            validated.quarantine.join(
+                sound.select("line", "__ordinal", "__hash"), on="line", how="left"
+            )
         ]
         loaded = sound.join(
             validated.quarantine.select("line"), on="line", how="anti", maintain_order="left"
         )
     else:
         quarantine, loaded = [], sound
-    judged = _compact(validated.good, loaded["__ordinal"])
+    judged = _compact(validated.good, loaded["__ordinal"], loaded["__hash"])
     judged.quarantine = quarantine
     return judged
 
@@ -648,11 +723,12 @@ def _joined(first: _Judged, second: _Judged) -> _Judged:
         start=np.concatenate([first.start, second.start]),
         end=np.concatenate([first.end, second.end]),
         chips=np.concatenate([first.chips, second.chips]),
+        hashes=np.concatenate([first.hashes, second.hashes]),
         quarantine=[*first.quarantine, *second.quarantine],
     )
 
 
-def _compact(good: pl.DataFrame, ordinal: pl.Series) -> _Judged:
+def _compact(good: pl.DataFrame, ordinal: pl.Series, hashes: pl.Series) -> _Judged:
     return _Judged(
         keys=good.select(SERIES_KEYS),
         ordinal=ordinal.to_numpy(),
@@ -660,6 +736,7 @@ def _compact(good: pl.DataFrame, ordinal: pl.Series) -> _Judged:
         start=good["start_time"].dt.epoch("us").to_numpy(),
         end=good["end_time"].dt.epoch("us").to_numpy(),
         chips=good["chips"].to_numpy(),
+        hashes=hashes.to_numpy(),
     )
 
 
@@ -755,66 +832,43 @@ def _with_ordinals(frame: pl.DataFrame, batch: pl.DataFrame) -> pl.DataFrame:
         return frame
     if PROBLEM_COLUMN not in frame.columns:
         frame = frame.with_columns(pl.lit(None, dtype=pl.String).alias(PROBLEM_COLUMN))
-    return frame.join(batch.select("line", "__ordinal"), on="line", how="left")
+    return frame.join(batch.select("line", "__ordinal", "__hash"), on="line", how="left")
 
 
-def _member(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
-    """``np.isin`` for a small sorted set, without isin's large temporary arrays."""
-    if sorted_set.size == 0:
-        return np.zeros(values.size, dtype=bool)
-    at = np.minimum(np.searchsorted(sorted_set, values), sorted_set.size - 1)
-    return np.asarray(sorted_set[at] == values)
+def _repeated_jobs(jobs: dict[str, np.ndarray]) -> np.ndarray:
+    """Which loaded jobs repeat an earlier row exactly (a mask).
 
-
-def _duplicates(
-    hashes: list[np.ndarray],
-    compact: dict[str, np.ndarray],
-    quarantine: pl.DataFrame,
-    excluded: pl.DataFrame,
-) -> pl.Series:
-    """Ordinals of rows that repeat an earlier row exactly.
-
-    A 64-bit hash of each raw row finds the candidates (rare); a candidate is a duplicate
-    only if what it became is identical too (its compact job, or its raw record when it was
-    quarantined or excluded), so a hash collision can never drop a distinct row.
+    The 64-bit hash of each raw row finds the candidates (rare); a candidate is a duplicate
+    only if the job it became is identical too, so a hash collision can never drop a
+    distinct row. Exact repeats share their submit instant, so they meet in one window.
     """
-    empty = pl.Series("__ordinal", [], dtype=pl.Int64)
-    if not hashes:
-        return empty
-    every = np.concatenate(hashes)
-    ordered = np.sort(every)
-    repeated_values = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
+    repeated = np.zeros(jobs["hash"].size, dtype=bool)
+    ordered = np.sort(jobs["hash"])
+    twice = np.unique(ordered[1:][ordered[1:] == ordered[:-1]])
     del ordered
-    if repeated_values.size == 0:
-        return empty
-    candidates = np.flatnonzero(_member(every, repeated_values))
-    at = np.flatnonzero(_member(compact["ordinal"], candidates))
-    loaded = pl.DataFrame(
-        {c: compact[c][at] for c in ("ordinal", "series", "submit", "start", "end", "chips")}
-    ).select(
-        pl.col("ordinal").cast(pl.Int64).alias("__ordinal"),
-        pl.concat_str(
-            [pl.col(c).cast(pl.String) for c in ("series", "submit", "start", "end", "chips")],
-            separator="|",
-        ).alias("content"),
+    if twice.size == 0:
+        return repeated
+    at = np.flatnonzero(np.isin(jobs["hash"], twice))
+    candidates = pl.DataFrame({name: values[at] for name, values in jobs.items()}).with_columns(
+        pl.Series("__at", at)
     )
-    wanted = pl.Series(candidates).implode()
-    content = pl.concat(
-        [
-            loaded,
-            quarantine.filter(pl.col("__ordinal").is_in(wanted)).select(
-                pl.col("__ordinal").cast(pl.Int64), pl.col("record").alias("content")
-            ),
-            excluded.filter(pl.col("__ordinal").is_in(wanted)).select(
-                pl.col("__ordinal").cast(pl.Int64), pl.col("record").alias("content")
-            ),
-        ]
+    later = candidates.sort("ordinal").filter(
+        ~pl.struct("hash", "series", "submit", "start", "end", "chips").is_first_distinct()
     )
-    content = content.with_columns(pl.Series("h1", every[content["__ordinal"].to_numpy()])).sort(
-        "__ordinal"
-    )
-    repeated = content.filter(~pl.struct("h1", "content").is_first_distinct())
-    return repeated["__ordinal"]
+    repeated[later["__at"].to_numpy()] = True
+    return repeated
+
+
+def _repeated_odd_rows(quarantine: pl.DataFrame, excluded: pl.DataFrame) -> pl.Series:
+    """Ordinals of quarantined or excluded rows that repeat an earlier such row exactly.
+
+    Same raw-row hash and the same record: identical text is judged identically, so a row's
+    repeat lands where the row did (a loaded row's repeats are found by _repeated_jobs).
+    """
+    odd = pl.concat(
+        [frame.select("__ordinal", "__hash", "record") for frame in (quarantine, excluded)]
+    ).sort("__ordinal")
+    return odd.filter(~pl.struct("__hash", "record").is_first_distinct())["__ordinal"]
 
 
 def _excluded_rows(excluded: pl.DataFrame, source: str) -> pl.DataFrame:
@@ -835,4 +889,5 @@ def _excluded_rows(excluded: pl.DataFrame, source: str) -> pl.DataFrame:
         reason.cast(pl.String).alias("reason"),
         pl.struct(data_columns).struct.json_encode().alias("record"),
         pl.col("__ordinal"),
+        pl.col("__hash"),
     )
