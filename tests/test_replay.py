@@ -11,6 +11,7 @@ import pytest
 
 from tests.conftest import SAMPLE, IngestedSample
 from tests.test_procurement import pool
+from workbench.procurement import PoolSpec
 from workbench.replay import (
     POLICIES,
     ReplaySettings,
@@ -20,6 +21,7 @@ from workbench.replay import (
     _score,
     comparison_markdown,
     replay_workspace,
+    track_record_scale,
 )
 
 
@@ -189,3 +191,79 @@ def test_the_plan_decides_later_commitments_as_recourse_unless_told_not_to(
         with pytest.raises(StopHereError):
             replay_module.replay_workspace(sample_workspace.workspace, settings)
     assert seen == [True, False]
+
+
+def test_the_track_record_scales_a_pool_by_its_misses_shrunk_toward_the_fleets() -> None:
+    # One past decision scored four quarters over. Pool 0's medians were twice the realized
+    # peaks (log ratio -ln 2 each quarter), pool 1's exact (0). The fleet's mean log ratio is
+    # -ln2 / 2; a pool's own mean counts for its 4 quarters, the fleet's for 4 more:
+    # pool 0: (4 x -ln2 + 4 x -ln2/2) / 8 = -0.75 ln2 -> 2 ** -0.75; pool 1: 2 ** -0.25.
+    medians = np.array([[[200.0] * 4, [100.0] * 4]])
+    realized = np.array([[100.0] * 4, [100.0] * 4])
+    assert track_record_scale(medians, realized) == pytest.approx([2**-0.75, 2**-0.25])
+    # A pool without a scored quarter (no forecast then: NaN; no demand yet: 0) takes the
+    # fleet's factor; with nothing scored at all every factor is one.
+    medians = np.array([[[200.0] * 4, [np.nan] * 4]])
+    realized = np.array([[100.0] * 4, [0.0] * 4])
+    assert track_record_scale(medians, realized) == pytest.approx([2**-1.0, 2**-1.0])
+    assert track_record_scale(np.full((1, 2, 4), np.nan), realized).tolist() == [1.0, 1.0]
+    assert track_record_scale(np.zeros((0, 2, 0)), np.zeros((2, 0))).tolist() == [1.0, 1.0]
+
+
+def test_the_plan_scales_its_scenarios_by_its_own_track_record_unless_told_not_to(
+    sample_workspace: IngestedSample, monkeypatch
+) -> None:
+    import workbench.replay as replay_module
+    from workbench.planning_inputs import quarterly_peaks
+
+    class StopHereError(Exception):
+        pass
+
+    solve = replay_module.solve_plan
+    replayed: list[PoolSpec] = []  # the plan's pools, and its first decision's quarters
+    first_quarters: list[str] = []
+
+    def run(settings: ReplaySettings) -> list[np.ndarray]:
+        plans: list[np.ndarray] = []
+
+        def capture(inputs, limits):
+            if inputs.n_scenarios == 2:  # the plan's, not perfect foresight's
+                plans.append(inputs.demand)
+                replayed[:] = inputs.pools
+                first_quarters[:] = first_quarters or inputs.quarters
+                if len(plans) == 2:
+                    raise StopHereError
+            return solve(inputs, limits)
+
+        def forecast(base, _):
+            return replace(base, demand=np.full((*base.demand.shape[:2], 2), 1000.0))
+
+        monkeypatch.setattr(replay_module, "_forecast_scenarios", lambda *args: None)
+        monkeypatch.setattr(replay_module, "_with_forecast", forecast)
+        monkeypatch.setattr(replay_module, "solve_plan", capture)
+        with pytest.raises(StopHereError):
+            replay_module.replay_workspace(sample_workspace.workspace, settings)
+        monkeypatch.undo()
+        return plans
+
+    first, second = run(ReplaySettings(quarters=8))
+    assert (first == 1000.0).all()  # nothing is over yet at the first decision
+    # At the second: the first quarter is over, scored by the first decision's medians
+    # (1000, before any scaling) against its observed peak (used + queued, not the truth).
+    usage = sample_workspace.workspace.read_table("usage_daily")
+    observed = usage.group_by("accelerator", "region", pl.col("date").alias("ds")).agg(
+        ((pl.col("chip_hours_used") + pl.col("chip_hours_queued").fill_null(0.0)).sum() / 24).alias(
+            "y"
+        )
+    )
+    peaks = quarterly_peaks(observed).filter(pl.col("quarter") == first_quarters[0])
+    by_pool = {(a, r): v for a, r, v in peaks.select(_POOL_COLUMNS).iter_rows()}
+    pools = [(p.accelerator, p.region) for p in replayed]
+    realized = np.array([[by_pool[p]] for p in pools])  # each had demand in that quarter
+    expected = 1000.0 * track_record_scale(np.full((1, len(pools), 1), 1000.0), realized)
+    assert second[:, 0, 0] == pytest.approx(expected)
+    assert (second == second[:, :1, :1]).all()  # one factor per pool, every quarter
+    assert all((plan == 1000.0).all() for plan in run(ReplaySettings(track_record=False)))
+
+
+_POOL_COLUMNS = ("accelerator", "region", "peak_chips")

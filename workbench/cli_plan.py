@@ -419,6 +419,13 @@ def replay_command(
             help="The plan's commitments after the first quarter wait for demand (see plan)."
         ),
     ] = True,
+    track_record: Annotated[
+        bool,
+        typer.Option(
+            help="Scale each pool's scenarios by how far the plan's past scenario medians "
+            "missed the observed peaks there (shrunk toward the fleet's)."
+        ),
+    ] = True,
 ) -> None:
     """Replay past quarters: the plan vs perfect foresight vs the last-four-quarters rule.
 
@@ -435,6 +442,7 @@ def replay_command(
         burst_hours_share=burst_hours_share,
         event_notice_days=event_notice_days,
         commitment_recourse=recourse,
+        track_record=track_record,
     )
     result = replay_workspace(ws, settings, truth_path=truth)
     table = Table(title=f"Decision replay, {quarters} quarters ({result.scored_on})")

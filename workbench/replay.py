@@ -12,7 +12,9 @@ against what each one holds. Invariants:
   :func:`workbench.procurement.solve_plan` over ``plan_quarters``, later commitments as
   recourse (``commitment_recourse``); only the first quarter's decisions are carried out
   (purchases land after their lead time, commitments run their term), and the next
-  quarter plans again (a rolling horizon).
+  quarter plans again (a rolling horizon). With ``track_record``, each pool's scenarios are
+  first scaled by how far the scenario medians of the plan's past decisions missed the
+  observed peaks of the quarters already over (:func:`track_record_scale`).
 * **perfect foresight**: the same optimization, given the real peak weekly demand of the
   coming quarters as its one scenario.
 * **rule**: "last four quarters' peak, plus growth, plus 20 percent": at each decision, buy
@@ -62,6 +64,7 @@ __all__ = [
     "comparison_markdown",
     "replay",
     "replay_workspace",
+    "track_record_scale",
 ]
 
 POLICIES: tuple[str, ...] = ("plan", "perfect foresight", "rule")
@@ -95,6 +98,10 @@ class ReplaySettings:
     commitment_recourse: bool = True
     """Plan with later commitments as recourse (:attr:`PlanLimits.commitment_recourse`): only
     the first quarter's decisions are carried out, the next quarter decides again."""
+    track_record: bool = True
+    """Scale each pool's scenarios by the plan's own track record in that pool (how far past
+    decisions' scenario medians missed the observed peaks, shrunk toward the fleet's): a
+    forecast that keeps missing a pool the same way is corrected by what the planner saw."""
     seed: int = 0
     workers: int | None = 1
     event_notice_days: int = 91
@@ -225,6 +232,11 @@ def replay(
     limits = PlanLimits(
         service_level=settings.service_level, commitment_recourse=settings.commitment_recourse
     )
+    # The plan's track record: each decision's scenario medians (decision, pool, quarter),
+    # against the observed peaks (used + queued: what the planner sees, not the truth).
+    medians = np.full((settings.quarters, n_p, horizon_q), np.nan)
+    peaks_seen = _peaks_matrix(observed, pools, all_quarters)
+    scale = np.ones(n_p)
     for k, quarter in enumerate(decision_quarters):
         day = quarter_start(quarter)
         window = all_quarters[k : k + settings.plan_quarters]
@@ -251,6 +263,11 @@ def replay(
             base = _inputs_for(decision_specs, fleet, healthy, k, window)
             if name == "plan":
                 inputs = _with_forecast(base, scenarios)
+                medians[k, :, k : k + settings.plan_quarters] = np.median(inputs.demand, axis=2)
+                if settings.track_record:
+                    # Only the quarters over by now: k quarters, scored by decisions before k.
+                    scale = track_record_scale(medians[:k, :, :k], peaks_seen[:, :k])
+                    inputs = replace(inputs, demand=inputs.demand * scale[:, None, None])
             else:
                 truth_window = peaks_real[:, k : k + settings.plan_quarters]
                 inputs = replace(base, demand=truth_window[:, :, None])
@@ -284,10 +301,43 @@ def replay(
     notes.append(
         f"{len(pools)} pools with history before {start}; pools that appear later are left out"
     )
+    if settings.track_record:
+        notes.append(
+            "track record: the last decision scaled pool scenarios by "
+            + ", ".join(f"{a} {r} {x:.2f}" for (a, r), x in zip(pools, scale, strict=True))
+        )
     notes.append(f"forecasting took {timings['forecast']:.0f} s, solving {timings['solve']:.0f} s")
     return ReplayResult(
         comparison=comparison, per_quarter=per_quarter, scored_on=scored_on, notes=tuple(notes)
     )
+
+
+def track_record_scale(
+    medians: np.ndarray, realized: np.ndarray, prior_quarters: float = 4.0
+) -> np.ndarray:
+    """Per pool, the factor by which past scenario medians missed the realized peaks.
+
+    ``medians`` is (past decisions, pools, quarters over) and ``realized`` (pools, quarters
+    over); NaN or non-positive values are not scored (no forecast then, or no demand yet).
+    Each scored pair gives ``log(realized / median)``; a pool's mean of them counts for as
+    many quarters as it has scored, the fleet's mean for ``prior_quarters`` more (a pool
+    scored once is not trusted alone), and the factor is ``exp`` of that weighted mean.
+    Without any scored pair every factor is 1.
+    """
+    n_p = realized.shape[0]
+    ok = np.isfinite(medians) & (medians > 0) & (realized[None] > 0)
+    if not ok.any():
+        return np.ones(n_p)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.log(realized[None] / medians)
+    fleet = float(ratio[ok].mean())
+    out = np.empty(n_p)
+    for p in range(n_p):
+        scored = ok[:, p]
+        quarters = float(scored.any(axis=0).sum())
+        pool = float(ratio[:, p][scored].mean()) if quarters else 0.0
+        out[p] = math.exp((quarters * pool + prior_quarters * fleet) / (quarters + prior_quarters))
+    return out
 
 
 def _peaks_matrix(
