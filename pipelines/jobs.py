@@ -38,7 +38,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from queue import Full, Queue
-from typing import TYPE_CHECKING, Literal, TypeVar, cast
+from typing import TYPE_CHECKING, Any, Literal, TypeVar, cast
 
 import numpy as np
 import polars as pl
@@ -376,16 +376,15 @@ class _Accumulator:
     excluded: list[pl.DataFrame] = field(default_factory=list)
     running: int = 0
 
-    def series_ids(self, good: pl.DataFrame) -> pl.Series:
-        keys = good.select(SERIES_KEYS)
-        for row in keys.unique().iter_rows():
-            self.series.setdefault(row, len(self.series))
-        table = pl.DataFrame(
-            [(*k, v) for k, v in self.series.items()],
-            schema={**{k: pl.String for k in SERIES_KEYS}, "series": pl.Int64},
-            orient="row",
+    def series_ids(self, judged: _Judged) -> np.ndarray:
+        """The file-wide series id of each job of ``judged`` (from its block's own ids)."""
+        known = self.series
+        mapping = np.fromiter(
+            (known.setdefault(row, len(known)) for row in judged.series_keys.iter_rows()),
+            dtype=np.int32,
+            count=judged.series_keys.height,
         )
-        return keys.join(table, on=list(SERIES_KEYS), how="left", maintain_order="left")["series"]
+        return mapping[judged.local_series]
 
     def keys_frame(self) -> pl.DataFrame:
         return pl.DataFrame(
@@ -455,7 +454,7 @@ def _accumulate(
         acc.quarantine.extend(judged.quarantine)
         acc.jobs.add(
             ordinal=judged.ordinal,
-            series=acc.series_ids(judged.keys).to_numpy(),
+            series=acc.series_ids(judged),
             submit=judged.submit,
             start=judged.start,
             end=judged.end,
@@ -602,7 +601,10 @@ class _Numbering:
 class _Judged:
     """One block after mapping and validation: its loaded jobs in compact form."""
 
-    keys: pl.DataFrame
+    series_keys: pl.DataFrame
+    """The distinct series of the block's loaded jobs (SERIES_KEYS columns)."""
+    local_series: np.ndarray
+    """Each loaded job's row in ``series_keys``."""
     ordinal: np.ndarray
     submit: np.ndarray
     start: np.ndarray
@@ -616,6 +618,10 @@ class _Judged:
     """The raw-row hash of each loaded job (quarantined and excluded rows carry theirs)."""
     pending: pl.DataFrame | None = None
     """Rows left for the full validation (raw, with line, ordinal and hash)."""
+
+    def keys(self) -> pl.DataFrame:
+        """Each loaded job's series keys."""
+        return self.series_keys[self.local_series]
 
 
 @dataclass
@@ -717,7 +723,7 @@ def _judge_fully(sound: pl.DataFrame, source: str, resolver: AcceleratorResolver
 def _joined(first: _Judged, second: _Judged) -> _Judged:
     """Two judged parts of one block as one."""
     return _Judged(
-        keys=pl.concat([first.keys, second.keys]),
+        **_local_series(pl.concat([first.keys(), second.keys()])),
         ordinal=np.concatenate([first.ordinal, second.ordinal]),
         submit=np.concatenate([first.submit, second.submit]),
         start=np.concatenate([first.start, second.start]),
@@ -728,9 +734,26 @@ def _joined(first: _Judged, second: _Judged) -> _Judged:
     )
 
 
+def _local_series(keys: pl.DataFrame) -> dict[str, Any]:
+    """The distinct series of ``keys`` and each row's place among them.
+
+    Done where a block is judged (in parallel); the accumulating thread then only maps the
+    few distinct series of a block to the file's ids.
+    """
+    distinct = keys.unique(maintain_order=True)
+    local = keys.join(
+        distinct.with_row_index("__local"),
+        on=list(SERIES_KEYS),
+        how="left",
+        maintain_order="left",
+        nulls_equal=True,
+    )["__local"]
+    return {"series_keys": distinct, "local_series": local.to_numpy()}
+
+
 def _compact(good: pl.DataFrame, ordinal: pl.Series, hashes: pl.Series) -> _Judged:
     return _Judged(
-        keys=good.select(SERIES_KEYS),
+        **_local_series(good.select(SERIES_KEYS)),
         ordinal=ordinal.to_numpy(),
         submit=good["submit_time"].dt.epoch("us").to_numpy(),
         start=good["start_time"].dt.epoch("us").to_numpy(),
