@@ -16,6 +16,7 @@ touches it.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 from collections.abc import Iterator
@@ -25,7 +26,11 @@ from types import TracebackType
 
 import numpy as np
 
-__all__ = ["COMPACT_DTYPES", "JobStore", "Window"]
+__all__ = ["COMPACT_DTYPES", "JobStore", "Window", "sweep_abandoned_runs"]
+
+_PREFIX = "workbench-jobs-"
+"""Runs' folders are named ``workbench-jobs-<pid>-<random>``: the pid tells whether the
+process that wrote them is still alive."""
 
 COMPACT_DTYPES: dict[str, type] = {
     "ordinal": np.int64,
@@ -167,7 +172,9 @@ class JobStore:
 
     def _spill(self) -> None:
         if self._folder is None:
-            self._folder = Path(tempfile.mkdtemp(prefix="workbench-jobs-", dir=self.directory))
+            parent = Path(self.directory or tempfile.gettempdir())
+            sweep_abandoned_runs(parent)
+            self._folder = Path(tempfile.mkdtemp(prefix=f"{_PREFIX}{os.getpid()}-", dir=parent))
         folder = self._folder / f"run-{len(self._runs):05d}"
         folder.mkdir()
         self._runs.append(self._sorted_run(self._take_buffer(), folder))
@@ -240,3 +247,31 @@ class JobStore:
         traceback: TracebackType | None,
     ) -> None:
         self.close()
+
+
+def sweep_abandoned_runs(parent: Path) -> list[Path]:
+    """Remove runs' folders in ``parent`` whose process is gone (killed mid-ingest).
+
+    A folder of a process still alive (another ingest at work) is left alone. Returns the
+    folders removed.
+    """
+    removed: list[Path] = []
+    for folder in parent.glob(f"{_PREFIX}*-*"):
+        pid_text = folder.name[len(_PREFIX) :].split("-", 1)[0]
+        if not folder.is_dir() or not pid_text.isdigit() or _alive(int(pid_text)):
+            continue
+        shutil.rmtree(folder, ignore_errors=True)
+        removed.append(folder)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process: alive
+        return True
+    return True

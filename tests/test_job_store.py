@@ -8,6 +8,10 @@ from __future__ import annotations
 
 import functools
 import itertools
+import os
+import signal
+import subprocess
+import sys
 import tempfile
 from pathlib import Path
 from unittest import mock
@@ -201,3 +205,36 @@ def test_a_failing_ingest_removes_its_spilled_runs(tmp_path, catalog):
             path, resolver=catalog, source="s", spill_rows=1, spill_dir=spill_dir, progress=stop
         )
     assert not list(spill_dir.iterdir())
+
+
+def test_runs_left_by_a_killed_ingest_are_swept_by_the_next_one(tmp_path):
+    # A process killed mid-ingest (SIGKILL) cannot remove its runs; the next store that
+    # spills in the same folder removes those of dead processes, never a live one's.
+    killed = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import numpy as np, os, signal, sys\n"
+            "from pathlib import Path\n"
+            "from pipelines.job_store import COMPACT_DTYPES, JobStore\n"
+            "store = JobStore(86_400_000_000, spill_rows=1, directory=Path(sys.argv[1]))\n"
+            "store.add(**{k: np.zeros(3, dtype=t) for k, t in COMPACT_DTYPES.items()})\n"
+            "os.kill(os.getpid(), signal.SIGKILL)\n",
+            str(tmp_path),
+        ],
+        cwd=ROOT,
+        check=False,
+    )
+    assert killed.returncode == -signal.SIGKILL
+    (left,) = tmp_path.iterdir()
+    assert left.name.startswith("workbench-jobs-")
+    alive = tmp_path / f"workbench-jobs-{os.getppid()}-other"  # a live process's runs
+    alive.mkdir()
+    unrelated = tmp_path / "workbench-jobs-notes"
+    unrelated.mkdir()
+    with JobStore(DAY_US, spill_rows=1, directory=tmp_path) as store:
+        store.add(**_jobs([0, DAY_US]))
+        assert store.spilled_runs == 1
+        assert not left.exists()
+        assert alive.exists() and unrelated.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([alive.name, unrelated.name])
