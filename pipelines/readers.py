@@ -41,6 +41,7 @@ __all__ = [
     "RawTable",
     "RecordReader",
     "file_format",
+    "open_binary",
     "read_delimited",
     "split_broken_rows",
 ]
@@ -70,7 +71,8 @@ def file_format(path: Path) -> Format:
     return "csv"
 
 
-def _open_binary(path: Path) -> BinaryStream:
+def open_binary(path: Path) -> BinaryStream:
+    """A file's bytes, decompressed when its name ends in .gz or .zst/.zstd."""
     name = path.name.lower()
     if name.endswith(".gz"):
         return gzip.open(path, "rb")
@@ -228,7 +230,7 @@ class RecordReader:
 
     # -- delimited text and JSON Lines --------------------------------------------------
     def _text(self) -> Iterator[pl.DataFrame]:
-        with _open_binary(self.path) as stream:
+        with open_binary(self.path) as stream:
             line_base = 0  # physical lines consumed before the current block
             header: list[str] | None = None
             if self.kind == "csv" and self.has_header:

@@ -110,6 +110,6 @@ def test_data_page_shows_sources_and_quarantine(money_app, browser):
     # The grid draws on a canvas; its cells are in the accessibility layer, not visible.
     expect(page.get_by_text("chips must be positive").first).to_be_attached(timeout=60_000)
     page.get_by_role("tab", name="Upload").click()
-    expect(page.get_by_text("Raw export (up to 200 MB)")).to_be_visible()
+    expect(page.get_by_text("Raw export (up to 200 MB and 5,000,000 records)")).to_be_visible()
     _no_exception(page)
     page.close()

@@ -5,6 +5,7 @@ stays inside the workspace."""
 
 from __future__ import annotations
 
+import gzip
 import io
 
 import polars as pl
@@ -15,7 +16,14 @@ from tests.conftest import JOB_HEADER, IngestedSample
 from workbench.data_views import ingest_files, quarantine_reasons, table_summary
 from workbench.errors import WorkbenchError
 from workbench.store import Workspace
-from workbench.uploads import UploadSettings, ingest_upload, safe_upload_name, save_upload
+from workbench.uploads import (
+    UploadSettings,
+    count_records,
+    ingest_upload,
+    safe_upload_name,
+    save_upload,
+    upload_row_limit,
+)
 
 PAGE = "data_page"
 JOB = (
@@ -98,6 +106,66 @@ def test_an_upload_over_the_limit_is_refused_with_a_clear_message(
     assert "Traceback" not in message
     assert len(workspace_copy.runs("ingest")) == runs_before
     assert not (workspace_copy.root / "uploads" / "big.csv").exists()
+
+
+def test_an_upload_over_the_row_limit_is_refused_with_a_clear_message(
+    workspace_copy: Workspace, monkeypatch
+):
+    monkeypatch.setenv("WORKBENCH_UPLOAD_MAX_ROWS", "5")
+    runs_before = len(workspace_copy.runs("ingest"))
+    app = open_page(workspace_copy.root, monkeypatch, PAGE)
+    _upload(app, "many.csv", _jobs_csv(good=6))
+    message = app.error[0].value
+    assert "holds 6 records, over the limit of 5" in message
+    assert "WORKBENCH_UPLOAD_MAX_ROWS" in message and "Traceback" not in message
+    assert len(workspace_copy.runs("ingest")) == runs_before
+    assert not any((workspace_copy.root / "uploads").iterdir())  # nor a staged part
+
+
+def test_records_are_counted_as_the_ingest_reads_them(tmp_path):
+    csv = _jobs_csv(good=4)
+    (tmp_path / "a.csv").write_bytes(csv)
+    (tmp_path / "b.csv").write_bytes(csv.rstrip(b"\n"))  # no newline at the end
+    (tmp_path / "c.csv.gz").write_bytes(gzip.compress(csv))
+    (tmp_path / "d.jsonl").write_text('{"a": 1}\n{"a": 2}\n')
+    pl.DataFrame({"a": range(7)}).write_parquet(tmp_path / "e.parquet")
+    (tmp_path / "f.toml").write_text("[x]\na = 1\n")
+    (tmp_path / "g.csv.gz").write_bytes(b"not gzip at all")
+    counted = {p.name: count_records(p) for p in sorted(tmp_path.iterdir())}
+    assert counted == {
+        "a.csv": 4,  # the header is no record
+        "b.csv": 4,
+        "c.csv.gz": 4,  # counted decompressed
+        "d.jsonl": 2,
+        "e.parquet": 7,
+        "f.toml": None,  # not a table of records
+        "g.csv.gz": None,  # broken: the ingest refuses it, naming the file
+    }
+
+
+def test_a_small_compressed_upload_cannot_hide_its_rows(empty_workspace):
+    body = gzip.compress(_jobs_csv(good=3000))  # 3,000 rows in a few kB
+    assert len(body) < 10_000
+    with pytest.raises(WorkbenchError, match="holds 3,000 records, over the limit of 2,999"):
+        save_upload(empty_workspace, "jobs.csv.gz", io.BytesIO(body), len(body), 1.0, 2_999)
+    assert not any((empty_workspace.root / "uploads").iterdir())
+    kept = save_upload(empty_workspace, "jobs.csv.gz", io.BytesIO(body), len(body), 1.0, 3_000)
+    assert kept.read_bytes() == body
+
+
+@pytest.mark.parametrize("text", ["many", "-3", "0", "1.5"])
+def test_a_bad_row_limit_is_a_clear_error(monkeypatch, text):
+    monkeypatch.setenv("WORKBENCH_UPLOAD_MAX_ROWS", text)
+    with pytest.raises(WorkbenchError) as caught:
+        upload_row_limit()
+    assert caught.value.field == "WORKBENCH_UPLOAD_MAX_ROWS"
+
+
+def test_a_row_limit_may_be_written_with_separators(monkeypatch):
+    monkeypatch.setenv("WORKBENCH_UPLOAD_MAX_ROWS", "2,500,000")
+    assert upload_row_limit() == 2_500_000
+    monkeypatch.delenv("WORKBENCH_UPLOAD_MAX_ROWS")
+    assert upload_row_limit() == 5_000_000
 
 
 def test_a_file_name_with_folders_is_kept_inside_the_workspace(

@@ -10,7 +10,9 @@ Invariants:
 * The kept file is what canonical rows name as their ``source``, so every number stays
   traceable to it, and uploading the same bytes under the same name again changes nothing
   (the ingest skips it, as ``workbench ingest`` does for an unchanged file).
-* An upload over the size limit is refused before anything is written.
+* An upload over the size limit is refused before anything is written; one over the row
+  limit (records counted in the staged file, decompressed when compressed, so a small
+  compressed file cannot hide millions of rows) is refused before it is kept.
 """
 
 from __future__ import annotations
@@ -28,17 +30,23 @@ from workbench.store import Workspace
 
 __all__ = [
     "DEFAULT_UPLOAD_LIMIT_MB",
+    "DEFAULT_UPLOAD_ROW_LIMIT",
     "UPLOAD_LIMIT_ENV",
+    "UPLOAD_ROW_LIMIT_ENV",
     "UploadSettings",
+    "count_records",
     "ingest_upload",
     "safe_download_name",
     "safe_upload_name",
     "save_upload",
     "upload_limit_mb",
+    "upload_row_limit",
 ]
 
 UPLOAD_LIMIT_ENV = "WORKBENCH_UPLOAD_MAX_MB"
 DEFAULT_UPLOAD_LIMIT_MB = 200.0
+UPLOAD_ROW_LIMIT_ENV = "WORKBENCH_UPLOAD_MAX_ROWS"
+DEFAULT_UPLOAD_ROW_LIMIT = 5_000_000
 _UNSAFE = re.compile(r"[^A-Za-z0-9._-]+")
 _MAX_NAME = 120
 
@@ -61,6 +69,52 @@ def upload_limit_mb() -> float:
             f"the upload limit must be positive, got {text}", field=UPLOAD_LIMIT_ENV
         )
     return value
+
+
+def upload_row_limit() -> int:
+    """The most records an upload may hold: ``$WORKBENCH_UPLOAD_MAX_ROWS``, else 5,000,000."""
+    text = os.environ.get(UPLOAD_ROW_LIMIT_ENV, "").strip().replace(",", "").replace("_", "")
+    if not text:
+        return DEFAULT_UPLOAD_ROW_LIMIT
+    if not text.isdigit() or int(text) <= 0:
+        raise WorkbenchError(
+            f"'{text}' is not a positive whole number of rows",
+            field=UPLOAD_ROW_LIMIT_ENV,
+            fix="set it to a number of rows, e.g. 5000000",
+        )
+    return int(text)
+
+
+def count_records(path: Path) -> int | None:
+    """Records in a table file: Parquet rows, or lines of text other than a CSV header.
+
+    Compressed text (``.gz``, ``.zst``) is counted decompressed, a stream at a time. TOML
+    files (catalogs, price books, column maps) are not tables of records: ``None``.
+    """
+    from pipelines.readers import file_format, open_binary
+
+    name = path.name.lower()
+    if name.endswith(".toml"):
+        return None
+    kind = file_format(path)
+    if kind == "parquet":
+        import pyarrow.parquet as pq
+
+        try:
+            return int(pq.ParquetFile(path).metadata.num_rows)
+        except Exception:  # not Parquet after all: the ingest says so, with the file
+            return None
+    lines = 0
+    last = b"\n"
+    try:
+        with open_binary(path) as stream:
+            while chunk := stream.read(1 << 20):
+                lines += chunk.count(b"\n")
+                last = chunk[-1:]
+    except Exception:  # broken compression: the ingest refuses it, naming the file
+        return None
+    lines += last != b"\n"  # a last line without its newline
+    return max(0, lines - 1) if kind == "csv" else lines
 
 
 def safe_upload_name(name: str) -> str:
@@ -98,11 +152,19 @@ class UploadSettings:
     options: IngestOptions = field(default_factory=IngestOptions)
 
 
-def save_upload(workspace: Workspace, name: str, data: BinaryIO, size: int, max_mb: float) -> Path:
+def save_upload(
+    workspace: Workspace,
+    name: str,
+    data: BinaryIO,
+    size: int,
+    max_mb: float,
+    max_rows: int | None = None,
+) -> Path:
     """Write an upload to ``uploads/<safe name>`` through a temporary file; return the path.
 
     Raises :class:`WorkbenchError` if ``size`` (bytes) is over ``max_mb`` or the file is
-    empty.
+    empty (before writing), or if it holds more than ``max_rows`` records (default
+    :func:`upload_row_limit`; counted in the temporary file, which is then removed).
     """
     safe = safe_upload_name(name)
     if size > max_mb * 1e6:
@@ -116,11 +178,21 @@ def save_upload(workspace: Workspace, name: str, data: BinaryIO, size: int, max_
         raise WorkbenchError("the upload is empty", file=safe, fix="choose the exported file")
     folder = workspace.require().root / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
-    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".staging-", suffix=".part")
+    row_limit = upload_row_limit() if max_rows is None else max_rows
+    # the staged file keeps the name's extensions, so it is counted as the format it is
+    descriptor, temporary = tempfile.mkstemp(dir=folder, prefix=".staging-", suffix=f"-{safe}")
     try:
         with os.fdopen(descriptor, "wb") as handle:
             while chunk := data.read(1 << 20):
                 handle.write(chunk)
+        rows = count_records(Path(temporary))
+        if rows is not None and rows > row_limit:
+            raise WorkbenchError(
+                f"the upload holds {rows:,} records, over the limit of {row_limit:,}",
+                file=safe,
+                fix=f"split the export into smaller files, or raise {UPLOAD_ROW_LIMIT_ENV}; "
+                "or ingest it from the command line: workbench ingest KIND FILE",
+            )
         final = folder / safe
         os.replace(temporary, final)
     except BaseException:

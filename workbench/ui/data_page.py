@@ -19,7 +19,14 @@ from workbench.ingest import INGEST_KINDS, IngestOptions, IngestReport
 from workbench.store import Workspace
 from workbench.ui.cache import cached_table, table_version, workspace_root
 from workbench.ui.shell import current_filter
-from workbench.uploads import UPLOAD_LIMIT_ENV, UploadSettings, ingest_upload, upload_limit_mb
+from workbench.uploads import (
+    UPLOAD_LIMIT_ENV,
+    UPLOAD_ROW_LIMIT_ENV,
+    UploadSettings,
+    ingest_upload,
+    upload_limit_mb,
+    upload_row_limit,
+)
 
 __all__ = ["render"]
 
@@ -146,6 +153,7 @@ def _report(report: IngestReport) -> None:
 def _upload(root_text: str) -> None:
     try:
         limit = upload_limit_mb()
+        row_limit = upload_row_limit()
     except WorkbenchError as exc:
         st.error(exc.one_line())
         return
@@ -160,11 +168,12 @@ def _upload(root_text: str) -> None:
         )
     )
     upload = st.file_uploader(
-        f"Raw export (up to {limit:,.0f} MB)",
+        f"Raw export (up to {limit:,.0f} MB and {row_limit:,} records)",
         type=_UPLOAD_TYPES,
         max_upload_size=max(1, math.ceil(limit)),
         key=f"{_KEY}upload_file",
-        help=f"The limit is set by {UPLOAD_LIMIT_ENV}. Larger files: `workbench ingest`.",
+        help=f"The limits are set by {UPLOAD_LIMIT_ENV} and {UPLOAD_ROW_LIMIT_ENV}. "
+        "Larger files: `workbench ingest`.",
     )
     preset: str | None = None
     map_file = None
