@@ -146,6 +146,11 @@ def test_the_run_records_the_reconciliation_and_the_quarantine(sample_workspace)
     (entry,) = run.manifest["files"]
     assert entry["rows_read"] == report.files[0].reconciliation["rows_read"]
     assert entry["sha256"] == hashlib.sha256(report.files[0].path.read_bytes()).hexdigest()
+    # the file is hashed once (in a thread beside the reading, for a new file) and that hash
+    # is the one the run's inputs record too
+    (recorded,) = run.manifest["inputs"]
+    assert recorded["sha256"] == entry["sha256"]
+    assert recorded["bytes"] == report.files[0].path.stat().st_size
     saved = json.loads((run.path / "reconciliation.json").read_text())
     assert saved["files"][0]["rows_loaded"] == report.files[0].reconciliation["rows_loaded"]
     assert run.read("quarantine").height == report.quarantine.height

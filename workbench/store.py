@@ -138,9 +138,13 @@ class RunWriter:
         path.write_text(json.dumps(payload, indent=2, sort_keys=True, default=str) + "\n")
         return path
 
-    def add_input(self, path: Path) -> str:
-        """Record an input file with its size and SHA-256; return the hash."""
-        digest = file_sha256(path)
+    def add_input(self, path: Path, sha256: str | None = None) -> str:
+        """Record an input file with its size and SHA-256; return the hash.
+
+        ``sha256``: the file's hash when the caller already has it (a large file takes
+        seconds to hash).
+        """
+        digest = sha256 or file_sha256(path)
         self.manifest["inputs"].append(
             {"path": str(path), "sha256": digest, "bytes": path.stat().st_size}
         )
