@@ -14,22 +14,27 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from workbench.cli_costs import costs_command, tco_command
+from workbench.cli_defaults import INGEST_KINDS
 from workbench.cli_forecast import backtest_command, forecast_command
 from workbench.cli_plan import plan_command, replay_command
 from workbench.cli_reclaim import reclaim_command
 from workbench.cli_report import report_app
 from workbench.errors import WorkbenchError
-from workbench.ingest import INGEST_KINDS, IngestOptions
-from workbench.store import Workspace
+
+if TYPE_CHECKING:
+    from workbench.store import Workspace
+
+# Start-up (``workbench --help``, or any command) imports only typer, rich and these light
+# modules: polars, the workspace store, ingest and every engine behind the commands are
+# imported inside the commands that use them (tests/test_cli_startup.py checks it).
 
 __all__ = ["app", "main"]
 
@@ -143,6 +148,8 @@ def sample_fleet(
 @app.command()
 def init(workspace: WorkspaceOption = DEFAULT_WORKSPACE) -> None:
     """Create an empty workspace folder (safe to run again)."""
+    from workbench.store import Workspace
+
     Workspace(workspace).init()
     console.print(f"Workspace ready at {workspace}")
 
@@ -192,7 +199,11 @@ def ingest(
         ),
     ] = None,
 ) -> None:
+    import polars as pl
+
+    from workbench.ingest import IngestOptions
     from workbench.ingest import ingest as run_ingest
+    from workbench.store import Workspace
 
     partitioned = kind == "jobs" and (
         scheduler is not None
@@ -348,6 +359,8 @@ def runs_list(
     ] = None,
 ) -> None:
     """List committed runs, oldest first."""
+    from workbench.store import Workspace
+
     ws = Workspace(workspace).require()
     runs = ws.runs(kind)
     if not runs:
@@ -377,6 +390,8 @@ def runs_show(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
     """Show a run's manifest: config, inputs and their hashes, versions, timings, row counts."""
+    from workbench.store import Workspace
+
     run = Workspace(workspace).require().run(run_id)
     console.print_json(json.dumps(run.manifest, default=str))
     console.print(f"Outputs: {', '.join(run.outputs()) or 'none'}  (folder: {run.path})")
@@ -388,6 +403,8 @@ def quarantine_show(
     limit: Annotated[int, typer.Option(help="Rows to show.")] = 50,
 ) -> None:
     """List quarantined rows: file, line, field, value and reason."""
+    from workbench.store import Workspace
+
     frame = Workspace(workspace).require().read_table("quarantine")
     if frame.height == 0:
         console.print("No quarantined rows.")
@@ -417,6 +434,10 @@ def sql(
     workspace: WorkspaceOption = DEFAULT_WORKSPACE,
 ) -> None:
     """Run SQL (DuckDB) over the workspace's tables and latest run outputs."""
+    import polars as pl
+
+    from workbench.store import Workspace
+
     frame = Workspace(workspace).require().sql(query)
     with pl.Config(tbl_rows=50, tbl_cols=20, fmt_str_lengths=60, thousands_separator=True):
         console.print(str(frame))
@@ -454,6 +475,8 @@ def app_command(
     ] = "127.0.0.1",
 ) -> None:
     """Start the planner's app (Streamlit) on the workspace."""
+    from workbench.store import Workspace
+
     Workspace(workspace).require()
     console.print(f"Fleet Workbench app: http://{address}:{port}  (Ctrl+C to stop)")
     env = {**os.environ, "WORKBENCH_WORKSPACE": str(workspace.resolve())}
@@ -474,6 +497,7 @@ def demo(
 ) -> None:
     """The main job on the bundled sample fleet: ingest, forecast, plan, reclaim, costs, app."""
     from workbench.ingest import ingest as run_ingest
+    from workbench.store import Workspace
 
     ws = Workspace(workspace).init()
     if not (data / "catalog" / "sku_catalog.toml").exists():

@@ -15,27 +15,24 @@ from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich import box
 from rich.table import Table
 
+from workbench.cli_defaults import DIMENSIONS
 from workbench.errors import WorkbenchError
-from workbench.money import format_usd
-from workbench.showback import (
-    DIMENSIONS,
-    IDLE,
-    Showback,
-    ShowbackPolicy,
-    breakdown,
-    month_range,
-    reconcile,
-    showback,
-)
-from workbench.store import Workspace
-from workbench.tco import SensitivityRanges, TcoAssumptions, sensitivity, tco_table
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from workbench.showback import Showback, ShowbackPolicy
+    from workbench.store import Workspace
+    from workbench.tco import TcoAssumptions
+
+# polars and the cost modules are imported where they are used, so that registering these
+# commands (every ``workbench`` start-up) loads none of them.
 
 __all__ = ["CostsRun", "costs_command", "parse_months", "run_costs", "tco_command"]
 
@@ -75,6 +72,10 @@ def parse_months(text: str | None, usage: pl.DataFrame) -> list[date]:
     ``YYYY-MM``, ``FIRST..LAST``, a comma-separated list, ``all`` (every month with usage),
     or ``None``: the latest month with usage.
     """
+    import polars as pl
+
+    from workbench.showback import month_range
+
     dates = usage["date"].drop_nulls() if usage.height else pl.Series([], dtype=pl.Date)
     if text is None or text.strip().lower() == "all":
         if dates.len() == 0:
@@ -101,6 +102,8 @@ def parse_months(text: str | None, usage: pl.DataFrame) -> list[date]:
 
 
 def _money(value: Decimal | None) -> str:
+    from workbench.money import format_usd
+
     if value is None:
         return ""
     return format_usd(int(value * 100))
@@ -145,6 +148,9 @@ def costs_command(
     workspace: _WorkspaceOption = _DEFAULT_WORKSPACE,
 ) -> None:
     """Monthly cost of each pool allocated to teams (showback), reconciled to the cent."""
+    from workbench.showback import ShowbackPolicy
+    from workbench.store import Workspace
+
     console = _console()
     ws = Workspace(workspace).require()
     keys = [k.strip() for k in by.split(",") if k.strip()]
@@ -187,6 +193,8 @@ def run_costs(
     ``month`` is read by :func:`parse_months`; the showback is broken down by ``keys`` and
     reconciled, exactly as ``workbench costs`` does.
     """
+    from workbench.showback import breakdown, reconcile, showback
+
     usage = ws.read_table("usage_daily")
     months = parse_months(month, usage)
     result = showback(
@@ -251,6 +259,8 @@ def _table(
 
 
 def _print_costs(console: Any, table: pl.DataFrame, keys: list[str], result: Showback) -> None:
+    from workbench.showback import breakdown
+
     shared = result.policy.idle == "shared"
     columns: list[tuple[str, str, Callable[[Any], str]]] = [
         ("used\nchip-h", "chip_hours_used", _hours),
@@ -279,6 +289,8 @@ def _print_costs(console: Any, table: pl.DataFrame, keys: list[str], result: Sho
 
 
 def _print_reconciliation(console: Any, check: pl.DataFrame) -> None:
+    from workbench.money import format_usd
+
     for row in check.iter_rows(named=True):
         cloud = row["cloud_cents"] + row["commitment_waste_cents"]
         mark = "[green]balanced[/green]" if row["balanced"] else "[red]NOT BALANCED[/red]"
@@ -295,6 +307,10 @@ def _print_reconciliation(console: Any, check: pl.DataFrame) -> None:
 
 
 def _print_notes(console: Any, result: Showback) -> None:
+    import polars as pl
+
+    from workbench.showback import IDLE
+
     pools = result.pools
     scaled = pools.filter(pl.col("reserved_scale") < 1.0)
     if scaled.height:
@@ -328,6 +344,8 @@ def _write_costs_run(
     keys: list[str],
     month: str | None,
 ) -> str:
+    import polars as pl
+
     config = {
         "by": keys,
         "month": month,
@@ -372,6 +390,9 @@ def tco_command(
     workspace: _WorkspaceOption = _DEFAULT_WORKSPACE,
 ) -> None:
     """Owned cost per chip-hour by component, against cloud prices, with break-evens."""
+    from workbench.store import Workspace
+    from workbench.tco import TcoAssumptions, tco_table
+
     console = _console()
     ws = Workspace(workspace).require()
     catalog = ws.read_table("sku_catalog")
@@ -450,6 +471,8 @@ def _print_sensitivity(
     accelerator: str | None,
     region: str | None,
 ) -> None:
+    from workbench.tco import SensitivityRanges, sensitivity
+
     frame = sensitivity(
         book, catalog, assumptions, SensitivityRanges(), accelerator=accelerator, region=region
     )

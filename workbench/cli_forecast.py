@@ -12,20 +12,24 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from models.base import registered
-from models.engine import DEFAULT_CANDIDATES
-from models.quantiles import quantile_column
+from workbench.cli_defaults import DEFAULT_CANDIDATES
 from workbench.errors import WorkbenchError
 from workbench.executors import SCHEDULER_ENV, DaskExecutor, Executor, make_executor
-from workbench.forecasting import ForecastSettings, forecast_fleet, run_series_engine
-from workbench.store import Workspace
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from workbench.forecasting import ForecastSettings
+    from workbench.store import Workspace
+
+# polars, the models and the forecasting engine are imported where they are used, so that
+# registering these commands (every ``workbench`` start-up) loads none of them.
 
 __all__ = ["backtest_command", "forecast_command", "run_fleet_forecast"]
 
@@ -95,6 +99,8 @@ def _console() -> Any:
 
 
 def _models(text: str) -> tuple[str, ...]:
+    from models.base import registered
+
     names = tuple(m.strip() for m in text.split(",") if m.strip())
     known = registered()
     unknown = [m for m in names if m not in known]
@@ -108,6 +114,8 @@ def _models(text: str) -> tuple[str, ...]:
 
 
 def _read_series(path: Path) -> pl.DataFrame:
+    import polars as pl
+
     if not path.exists():
         raise WorkbenchError("file not found", file=path, fix="check the path given to --series")
     try:
@@ -178,6 +186,8 @@ def _settings(
     seed: int,
     workers: int | None,
 ) -> ForecastSettings:
+    from workbench.forecasting import ForecastSettings
+
     try:
         return ForecastSettings(
             horizon=horizon,
@@ -195,6 +205,8 @@ def _settings(
 
 
 def _selection_table(selection: pl.DataFrame, title: str) -> Table:
+    import polars as pl
+
     table = Table(title=title)
     for column in ("model", "series", "share", "median backtest MASE"):
         table.add_column(column, justify="left" if column == "model" else "right")
@@ -217,6 +229,9 @@ def _run_series_file(
     settings: ForecastSettings,
     scheduler: str | None = None,
 ) -> None:
+    from models.quantiles import quantile_column
+    from workbench.forecasting import run_series_engine
+
     console = _console()
     frame = _read_series(series)
     n_series = frame["series_id"].n_unique()
@@ -273,6 +288,8 @@ def forecast_command(
     Writes a run with the forecast, backtest scores, chosen models, fallbacks, quarterly
     peak-week distributions per pool and timings.
     """
+    from workbench.store import Workspace
+
     if step is None and series is None:
         step = 91  # quarterly cutoffs: a half-year horizon is scored on two seasons' windows
     settings = _settings(horizon, models, windows, step, reconcile, target, events, seed, workers)
@@ -286,6 +303,8 @@ def run_fleet_forecast(
     ws: Workspace, settings: ForecastSettings, *, quiet: bool = False, scheduler: str | None = None
 ) -> str:
     """Forecast the workspace's fleet, write a ``forecast`` run, print a summary; return its id."""
+    from workbench.forecasting import forecast_fleet
+
     console = _console()
     for table in ("usage_daily", "sku_catalog"):
         if not ws.has_table(table):
@@ -343,6 +362,8 @@ def _count_nodes(usage: pl.DataFrame) -> int:
 
 
 def _print_peaks(planning: pl.DataFrame) -> None:
+    import polars as pl
+
     if planning.is_empty():
         return
     pools = planning.filter(pl.col("level") == "pool").sort("accelerator", "region", "quarter")
@@ -384,11 +405,14 @@ def backtest_command(
     Prints MASE, RMSSE, sMAPE, WAPE, scaled pinball loss, 80/90% interval coverage and
     bias; writes a run with every backtest forecast (or the metrics to --out with --series).
     """
+    import polars as pl
+
     from models.backtest import backtest_panel, training_scale_frame
     from models.frequency import Frequency
     from models.metrics import evaluate, horizon_buckets, seasonal_scale
     from models.panel import Panel
     from workbench.forecasting import demand_series, remove_past_events
+    from workbench.store import Workspace
 
     console = _console()
     names = _models(models)

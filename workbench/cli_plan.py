@@ -12,24 +12,22 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 from rich.table import Table
 
 from workbench.errors import WorkbenchError
-from workbench.forecasting import ForecastSettings
-from workbench.money import format_usd
-from workbench.planning_inputs import (
-    InputSettings,
-    lifecycle_candidates,
-    pool_shortfall_hours_shares,
-    shortfall_hours_share,
-    workspace_plan_inputs,
-)
-from workbench.procurement import PlanLimits, PlanResult, solve_plan
-from workbench.store import RunInfo, Workspace
+
+if TYPE_CHECKING:
+    import polars as pl
+
+    from workbench.planning_inputs import InputSettings
+    from workbench.procurement import PlanLimits, PlanResult
+    from workbench.store import RunInfo, Workspace
+
+# polars, the solver (scipy) and the planning inputs are imported where they are used, so
+# that registering these commands (every ``workbench`` start-up) loads none of them.
 
 __all__ = ["FAST_MODELS", "PlanRun", "parse_power", "plan_command", "replay_command", "run_plan"]
 
@@ -70,6 +68,8 @@ def _chips(value: float) -> str:
 
 
 def _plan_table(rows: pl.DataFrame) -> Table:
+    from workbench.money import format_usd
+
     table = Table(
         title="Procurement plan per pool and quarter (chips; cost in USD; * extrapolated)"
     )
@@ -113,6 +113,10 @@ def _plan_table(rows: pl.DataFrame) -> Table:
 
 
 def _print_plan(result: PlanResult, lifecycle: pl.DataFrame) -> None:
+    import polars as pl
+
+    from workbench.money import format_usd
+
     console = _console()
     rows = result.rows
     console.print(_plan_table(rows))
@@ -203,6 +207,7 @@ def _print_plan(result: PlanResult, lifecycle: pl.DataFrame) -> None:
 def _forecast_run(ws: Workspace, run_id: str | None, forecast_horizon: int | None) -> Any:
     if forecast_horizon is not None:
         from workbench.cli_forecast import run_fleet_forecast
+        from workbench.forecasting import ForecastSettings
 
         settings = ForecastSettings(
             horizon=forecast_horizon, models=FAST_MODELS, sample_paths=200, workers=1
@@ -247,6 +252,16 @@ def run_plan(
     ``measure_shortfall_hours`` the share of a quarter a shortfall at the peak lasts is
     measured from the pools' history instead of ``limits.burst_hours_share``.
     """
+    import polars as pl
+
+    from workbench.planning_inputs import (
+        lifecycle_candidates,
+        pool_shortfall_hours_shares,
+        shortfall_hours_share,
+        workspace_plan_inputs,
+    )
+    from workbench.procurement import solve_plan
+
     for table in ("inventory", "price_book", "sku_catalog"):
         if not ws.has_table(table):
             raise WorkbenchError(
@@ -364,6 +379,10 @@ def plan_command(
     owned purchases in lots after their lead time, 1- and 3-year commitments, on-demand
     burst, under a capex budget and power per region. Writes a ``plan`` run.
     """
+    from workbench.planning_inputs import InputSettings
+    from workbench.procurement import PlanLimits
+    from workbench.store import Workspace
+
     ws = Workspace(workspace).require()
     limits = PlanLimits(
         capex_budget_usd=capex_budget,
@@ -434,6 +453,7 @@ def replay_command(
     chip-hours and utilization. Writes a ``replay`` run with the comparison table.
     """
     from workbench.replay import ReplaySettings, comparison_markdown, replay_workspace
+    from workbench.store import Workspace
 
     ws = Workspace(workspace).require()
     settings = ReplaySettings(
@@ -472,6 +492,8 @@ def replay_command(
 
 
 def _cell(name: str, value: Any) -> str:
+    from workbench.money import format_usd
+
     if name.endswith("_cents"):
         return format_usd(int(value))
     if name in ("unmet_share", "utilization"):

@@ -10,16 +10,18 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
-import polars as pl
 import typer
 
 from workbench.errors import WorkbenchError
-from workbench.money import format_usd
-from workbench.reclaim import Reclaim, ReclaimSettings, reclaim
-from workbench.store import RunInfo, Workspace
-from workbench.tco import owned_cost
+
+if TYPE_CHECKING:
+    from workbench.reclaim import Reclaim, ReclaimSettings
+    from workbench.store import RunInfo, Workspace
+
+# polars and the reclaim and cost modules are imported where they are used, so that
+# registering this command (every ``workbench`` start-up) loads none of them.
 
 __all__ = ["ReclaimRun", "reclaim_command", "run_reclaim"]
 
@@ -73,12 +75,16 @@ def _risk(value: float | None) -> str:
 
 
 def _money(value: Any) -> str:
+    from workbench.money import format_usd
+
     return format_usd(int(value * 100))
 
 
 def _print(
     console: Any, result: Reclaim, settings: ReclaimSettings, source: str, *, every_row: bool
 ) -> None:
+    import polars as pl
+
     from workbench.cli_costs import _table
 
     table = result.table
@@ -211,6 +217,11 @@ def run_reclaim(
     The same path as ``workbench reclaim``: usage, allocations (of ``team`` and ``pool``
     if given), events, owned costs and the latest forecast run (or ``forecast_run``).
     """
+    import polars as pl
+
+    from workbench.reclaim import reclaim
+    from workbench.tco import owned_cost
+
     for name in ("usage_daily", "allocations", "price_book", "sku_catalog"):
         if not ws.has_table(name):
             raise WorkbenchError(
@@ -277,6 +288,9 @@ def reclaim_command(
     workspace: _WorkspaceOption = _DEFAULT_WORKSPACE,
 ) -> None:
     """Allocated chips teams do not need: recommended allocation, savings and risk."""
+    from workbench.reclaim import ReclaimSettings
+    from workbench.store import Workspace
+
     console = _console()
     settings = ReclaimSettings(lookback_days=lookback, headroom=headroom, granularity=granularity)
     ws = Workspace(workspace).require()

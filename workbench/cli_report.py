@@ -11,13 +11,17 @@ import os
 import shutil
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
 from workbench.errors import WorkbenchError
-from workbench.money import format_usd
-from workbench.store import Workspace
+
+if TYPE_CHECKING:
+    from workbench.store import Workspace
+
+# The workspace store and the report builders (polars) are imported where they are used, so
+# that registering these commands (every ``workbench`` start-up) loads none of them.
 
 __all__ = ["finance_command", "quarterly_command", "report_app", "write_quarterly"]
 
@@ -110,6 +114,7 @@ def quarterly_command(
     and what changed since the previous report. Writes a ``report`` run.
     """
     from workbench.report_quarterly import parse_quarter
+    from workbench.store import Workspace
 
     console = _console()
     quarter = parse_quarter(quarter)
@@ -151,6 +156,7 @@ def finance_command(
     costs, TCO components and a reconciliation to the cost engine's totals, to the cent.
     Writes a ``report`` run.
     """
+    from workbench.money import format_usd
     from workbench.report_finance import (
         build_finance,
         input_tables,
@@ -158,6 +164,7 @@ def finance_command(
         write_tables,
         write_workbook,
     )
+    from workbench.store import Workspace
 
     console = _console()
     selected = parse_month_span(month, months)
