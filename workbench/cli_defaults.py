@@ -2,8 +2,9 @@
 
 ``workbench --help`` (and every command) registers its options at start-up; reading these
 from :mod:`models.engine`, :mod:`workbench.ingest` or :mod:`workbench.showback` would load
-polars, scipy and the forecasting models first. Each value is a copy of the one its owner
-defines, and ``tests/test_cli_startup.py`` pins every copy equal to its source.
+polars, scipy and the forecasting models first. ``INGEST_KINDS`` and ``DIMENSIONS`` live
+here and those modules import them; ``DEFAULT_CANDIDATES`` is a copy (``models`` does not
+import ``workbench``), and ``tests/test_cli_startup.py`` pins it equal to its source.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ DEFAULT_CANDIDATES: tuple[str, ...] = ("seasonal_naive", "naive2", "theta", "ets
 """``models.engine.DEFAULT_CANDIDATES``: the models ``--models`` chooses among by default."""
 
 DIMENSIONS: tuple[str, ...] = ("month", "team", "accelerator", "region", "workload")
-"""``workbench.showback.DIMENSIONS``: what ``workbench costs --by`` can break costs down by."""
+"""What a cost breakdown can be grouped by (``workbench costs --by``; used by
+:mod:`workbench.showback`)."""
 
 INGEST_KINDS: dict[str, str] = {
     "catalog": "SKU catalog TOML -> sku_catalog",
@@ -28,4 +30,4 @@ INGEST_KINDS: dict[str, str] = {
     "orders": "hardware orders CSV -> orders",
     "events": "known future events CSV -> events",
 }
-"""``workbench.ingest.INGEST_KINDS``: the KINDs ``workbench ingest`` takes, described."""
+"""The KINDs ``workbench ingest`` takes, described (used by :mod:`workbench.ingest`)."""

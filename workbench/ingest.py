@@ -24,6 +24,7 @@ from pipelines.jobs import JobIngest, ingest_job_records
 from pipelines.readers import PROBLEM_COLUMN, file_format, read_delimited, split_broken_rows
 from workbench.allocation import attach_allocations
 from workbench.catalog import SkuCatalog, load_price_book, load_sku_catalog
+from workbench.cli_defaults import INGEST_KINDS
 from workbench.errors import WorkbenchError
 from workbench.schema import (
     QUARANTINE_SCHEMA,
@@ -58,18 +59,6 @@ _CSV_KINDS: dict[str, tuple[str, _Validator]] = {
     "allocations": ("allocations", validate_allocations),
     "orders": ("orders", validate_orders),
     "events": ("events", validate_events),
-}
-INGEST_KINDS: dict[str, str] = {
-    "catalog": "SKU catalog TOML -> sku_catalog",
-    "price-book": "price book TOML -> price_book",
-    "jobs": "scheduler job records (CSV, JSON Lines, Parquet; .gz/.zst; --map for other layouts)"
-    " -> usage_daily (usage_hourly with --grain hour)",
-    "billing": "FOCUS 1.0-1.3 billing export (CSV, Parquet) -> billing",
-    "metrics": "utilization metrics (Prometheus range-query JSON, or CSV) -> utilization_daily",
-    "inventory": "inventory snapshots CSV -> inventory",
-    "allocations": "team reservations and quotas CSV -> allocations",
-    "orders": "hardware orders CSV -> orders",
-    "events": "known future events CSV -> events",
 }
 
 

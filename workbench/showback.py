@@ -30,6 +30,7 @@ from typing import Literal
 
 import polars as pl
 
+from workbench.cli_defaults import DIMENSIONS
 from workbench.errors import WorkbenchError
 from workbench.money import apportion, cents_of, cents_to_usd, micro_usd_expr, micro_usd_to_cents
 from workbench.tco import COMPONENTS, owned_cost
@@ -47,8 +48,6 @@ __all__ = [
     "showback",
 ]
 
-DIMENSIONS: tuple[str, ...] = ("month", "team", "accelerator", "region", "workload")
-"""What a cost breakdown can be grouped by."""
 IDLE = "(idle)"
 """Team (and workload) of the idle line: capacity no team used or reserved."""
 UNTAGGED = "(untagged)"

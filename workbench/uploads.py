@@ -24,6 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
+import pyarrow.parquet as pq
+
+from pipelines.readers import file_format, open_binary
 from workbench.errors import WorkbenchError
 from workbench.ingest import INGEST_KINDS, IngestOptions, IngestReport, ingest
 from workbench.store import Workspace
@@ -91,15 +94,11 @@ def count_records(path: Path) -> int | None:
     Compressed text (``.gz``, ``.zst``) is counted decompressed, a stream at a time. TOML
     files (catalogs, price books, column maps) are not tables of records: ``None``.
     """
-    from pipelines.readers import file_format, open_binary
-
     name = path.name.lower()
     if name.endswith(".toml"):
         return None
     kind = file_format(path)
     if kind == "parquet":
-        import pyarrow.parquet as pq
-
         try:
             return int(pq.ParquetFile(path).metadata.num_rows)
         except Exception:  # not Parquet after all: the ingest says so, with the file
