@@ -73,9 +73,10 @@ def staging_in(folder: Path) -> CrashPoint:
     return lambda _pid: any(folder.glob(".staging-*"))
 
 
-def reading(path: Path, *, for_seconds: float = 0.3) -> CrashPoint:
+def reading(path: Path, *, for_seconds: float = 0.05) -> CrashPoint:
     """The crash point "the process has had ``path`` open for a while" (Linux: its /proc
-    fd links): past hashing the file, into reading its records."""
+    fd links): into reading its records (a new file is hashed beside its reading, so the
+    whole read is short: 0.3 s was sometimes past the end of it)."""
     target = str(path.resolve())
     first_seen: list[float] = []
 
