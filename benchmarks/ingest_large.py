@@ -35,6 +35,7 @@ import argparse
 import json
 import os
 import platform
+import resource
 import shutil
 import statistics
 import subprocess
@@ -93,8 +94,14 @@ def _workbench() -> str:
 
 
 def _measure(command: list[str], log: Path, timeout: float | None) -> tuple[float, float, int, str]:
-    """Run ``command``; return wall seconds, peak RSS (MB), exit code and the log's tail."""
+    """Run ``command``; return wall seconds, peak RSS (MB), exit code and the log's tail.
+
+    The child's ``ru_maxrss`` is at least this harness's own high-water RSS (Linux carries the
+    parent's over the fork and exec), so a figure at or below the harness's is a floor, not
+    the child's peak: the run says so.
+    """
     log.parent.mkdir(parents=True, exist_ok=True)
+    own_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     with log.open("wb") as sink:
         began = time.perf_counter()
         process = subprocess.Popen(command, cwd=ROOT, stdout=sink, stderr=subprocess.STDOUT)
@@ -109,7 +116,10 @@ def _measure(command: list[str], log: Path, timeout: float | None) -> tuple[floa
         seconds = time.perf_counter() - began
     process.returncode = os.waitstatus_to_exitcode(status)  # reaped by wait4 already
     tail = log.read_text(errors="replace").strip().splitlines()[-12:]
-    return seconds, usage.ru_maxrss / 1024, process.returncode, "\n".join(tail)
+    peak_mb = usage.ru_maxrss / 1024
+    if peak_mb <= own_mb * 1.01:
+        print(f"(peak {peak_mb:,.0f} MB is this harness's own: the child's is at most that)")
+    return seconds, peak_mb, process.returncode, "\n".join(tail)
 
 
 def _setup(command: list[str], log: Path) -> None:

@@ -25,6 +25,11 @@ OUT = ROOT / "benchmarks" / "out"
 
 
 def _measure(command: list[str], env: dict[str, str] | None = None) -> dict[str, float]:
+    """Wall seconds and peak RSS of ``command``.
+
+    The child's ``ru_maxrss`` is at least this small harness's own high-water RSS (Linux
+    carries the parent's over the fork and exec): a floor far below every step measured.
+    """
     began = time.perf_counter()
     process = subprocess.Popen(
         command,
