@@ -393,6 +393,32 @@ def test_fleet_forecast_on_the_sample_fleet_is_coherent_and_complete(
     assert "team" in groups and any(g.startswith("fleet+") for g in groups)
 
 
+def test_a_fleet_younger_than_a_backtest_window_is_reconciled_without_backtest_errors(
+    sample_workspace: IngestedSample,
+) -> None:
+    """MinT needs every node's backtest errors; 60 days of history give none for a 91-day
+    horizon, so the forecast falls back to structural weights, says so, and stays coherent
+    (it stopped with a HierarchyError before)."""
+    ws = sample_workspace.workspace
+    usage = ws.read_table("usage_daily")
+    first: date = usage["date"].min()  # type: ignore[assignment]
+    young = usage.filter(pl.col("date") < first + timedelta(days=60))
+    settings = ForecastSettings(horizon=91, models=FAST_MODELS, sample_paths=50)
+    assert settings.reconcile == "mint_shrink"
+    result = forecast_fleet(
+        young, None, ws.read_table("sku_catalog"), settings, executor=SerialExecutor()
+    )
+    assert any("reconciled with wls_struct" in note for note in result.notes), result.notes
+    forecast = result.forecast
+    pools = forecast.filter(pl.col("level") == "pool")
+    teams = forecast.filter(pl.col("level") == "team")
+    summed = teams.group_by("accelerator", "region", "ds").agg(pl.col("mean").sum().alias("teams"))
+    joined = pools.join(summed, on=["accelerator", "region", "ds"])
+    assert joined.height == pools.height > 0
+    np.testing.assert_allclose(joined["mean"].to_numpy(), joined["teams"].to_numpy(), rtol=1e-6)
+    assert forecast.group_by("series_id").len()["len"].unique().to_list() == [91]
+
+
 @pytest.mark.slow
 def test_forecasting_unconstrained_demand_beats_censored_usage() -> None:
     """On the sample fleet with its two tight pools starved of capacity, forecasts of demand

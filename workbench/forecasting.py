@@ -818,8 +818,9 @@ def _calibrate_levels(
     history_end: date,
     settings: ForecastSettings,
     residuals: pl.DataFrame,
+    method: str,
 ) -> Any:
-    """Reconcile the backtest windows like the forecast, then calibrate level by level."""
+    """Reconcile the backtest windows with ``method``, then calibrate level by level."""
     config = settings.engine_config()
     backtest = backtest_frame(
         history.select("series_id", "ds", "y"),
@@ -828,11 +829,11 @@ def _calibrate_levels(
         horizon=settings.horizon,
         removed=backtest_cutoffs(config),
     )
-    if settings.reconcile != "none":
+    if method != "none":
         reconciled = reconcile(
             hierarchy,
             backtest.select("series_id", "step", "mean"),
-            settings.reconcile,  # type: ignore[arg-type]
+            method,  # type: ignore[arg-type]
             residuals=residuals,
             history=history.rename({"ds": "step"}),
             residual_index="step",
@@ -923,12 +924,26 @@ def forecast_fleet(
         )
     stage("reconcile")
     adjustments = pl.DataFrame()
-    residuals = _impute_residuals(result.residuals, nodes, history)
-    if settings.reconcile != "none":
+    residuals = _impute_residuals(result.residuals, nodes, history).filter(
+        pl.col("residual").is_finite()
+    )
+    method = settings.reconcile
+    if method in ("mint_shrink", "wls_var"):
+        without = nodes.height - residuals["series_id"].n_unique()
+        if without:
+            # A fleet younger than the horizon plus a backtest window has no backtest errors
+            # (nor any parent to borrow them from): weights from the hierarchy alone.
+            method = "wls_struct"
+            notes.append(
+                f"{without:,} of {nodes.height:,} series have no backtest errors (the history "
+                f"is too short for a backtest window of {settings.horizon:,} days): reconciled "
+                f"with wls_struct (structural weights) instead of {settings.reconcile}"
+            )
+    if method != "none":
         reconciled = reconcile(
             hierarchy,
             forecast,
-            settings.reconcile,  # type: ignore[arg-type]
+            method,  # type: ignore[arg-type]
             residuals=residuals,
             history=history,
             residual_index="step",
@@ -936,15 +951,13 @@ def forecast_fleet(
         forecast = reconciled.forecast
         adjustments = reconciled.adjustments
         notes.extend(reconciled.warnings)
-        if reconciled.method_used != settings.reconcile:
-            notes.append(
-                f"reconciliation used {reconciled.method_used} instead of {settings.reconcile}"
-            )
+        if reconciled.method_used != method:
+            notes.append(f"reconciliation used {reconciled.method_used} instead of {method}")
     stage("level calibration")
     level_table = pl.DataFrame()
     if settings.level_calibration and settings.windows > 0:
         calibrated = _calibrate_levels(
-            forecast, result, hierarchy, history, history_end, settings, residuals
+            forecast, result, hierarchy, history, history_end, settings, residuals, method
         )
         forecast, level_table = calibrated.forecast, calibrated.table
         notes.extend(calibrated.notes)
