@@ -99,3 +99,12 @@ def test_replay_of_two_quarters_writes_its_comparison(
     assert comparison["policy"].to_list() == ["plan", "perfect foresight", "rule"]
     assert (comparison["cost_cents"] > 0).all()
     assert (comparison["unmet_share"] < 0.2).all()
+    assert run.manifest["config"]["reconcile"] == "mint_shrink"  # the forecast's default
+    # Another reconciliation is asked for by name; a wrong name is one readable line.
+    bottom_up = runner.invoke(app, [*args, "--reconcile", "bottom_up"])
+    assert bottom_up.exit_code == 0, bottom_up.output
+    assert workspace_copy.runs("replay")[-1].manifest["config"]["reconcile"] == "bottom_up"
+    wrong = runner.invoke(app, [*args, "--reconcile", "mint"])
+    assert wrong.exit_code != 0
+    assert isinstance(wrong.exception, WorkbenchError)
+    assert "unknown reconciliation 'mint'" in str(wrong.exception)

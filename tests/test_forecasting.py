@@ -409,6 +409,7 @@ def test_a_fleet_younger_than_a_backtest_window_is_reconciled_without_backtest_e
         young, None, ws.read_table("sku_catalog"), settings, executor=SerialExecutor()
     )
     assert any("reconciled with wls_struct" in note for note in result.notes), result.notes
+    assert result.reconciled_with == "wls_struct"
     forecast = result.forecast
     pools = forecast.filter(pl.col("level") == "pool")
     teams = forecast.filter(pl.col("level") == "team")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 from datetime import date, timedelta
+from types import SimpleNamespace
 
 import numpy as np
 import polars as pl
@@ -11,6 +12,7 @@ import pytest
 
 from tests.conftest import SAMPLE, IngestedSample
 from tests.test_procurement import pool
+from workbench.errors import WorkbenchError
 from workbench.procurement import PoolSpec
 from workbench.replay import (
     POLICIES,
@@ -91,14 +93,57 @@ def test_replay_of_two_years_on_the_sample_fleet(sample_workspace: IngestedSampl
     by_policy = {row["policy"]: row for row in comparison.iter_rows(named=True)}
     plan, rule = by_policy["plan"], by_policy["rule"]
     foresight = by_policy["perfect foresight"]
-    # What the README reports: under 2% unmet, at least 15% cheaper than the rule with less
-    # unmet demand, within 25% of perfect foresight (the 10% target is missed: see README).
+    # The targets, as the README reports them: under 2% unmet, at least 15% cheaper
+    # than the rule at equal or lower unmet demand, within 10% of perfect foresight.
     assert plan["unmet_share"] < 0.02
     assert plan["unmet_chip_hours"] <= rule["unmet_chip_hours"]
     assert plan["cost_cents"] <= 0.85 * rule["cost_cents"]
-    assert plan["cost_cents"] < 1.25 * foresight["cost_cents"]
+    assert plan["cost_cents"] <= 1.10 * foresight["cost_cents"]
     assert foresight["cost_cents"] < plan["cost_cents"]
     assert comparison_markdown(comparison).count("\n") == 5
+    # The first decision has 11 months of history, too little for MinT's backtest errors.
+    assert any("2024-10-01 (wls_struct)" in note for note in result.notes), result.notes
+
+
+def test_each_decision_forecasts_with_the_reconciliation_asked_for(
+    sample_workspace: IngestedSample, monkeypatch
+) -> None:
+    import workbench.replay as replay_module
+
+    class StopHereError(Exception):
+        pass
+
+    seen: list[str] = []
+
+    def capture(usage, events, catalog, settings, **kwargs):
+        seen.append(settings.reconcile)
+        raise StopHereError
+
+    monkeypatch.setattr(replay_module, "forecast_fleet", capture)
+    for settings in (ReplaySettings(), ReplaySettings(reconcile="none")):
+        with pytest.raises(StopHereError):
+            replay_module.replay_workspace(sample_workspace.workspace, settings)
+    assert seen == ["mint_shrink", "none"]  # the forecast's own default unless told
+    # A decision whose forecast fell back (too little backtest history) is recorded as such.
+    monkeypatch.setattr(
+        replay_module,
+        "forecast_fleet",
+        lambda *args, **kwargs: SimpleNamespace(
+            reconciled_with="wls_struct",
+            scenarios=pl.DataFrame(),
+            planning=pl.DataFrame(),
+            history=pl.DataFrame({"level": ["pool", "team"]}),
+        ),
+    )
+    fallbacks: list[tuple[date, str]] = []
+    for settings in (ReplaySettings(), ReplaySettings(reconcile="wls_struct")):
+        replay_module._forecast_scenarios(
+            pl.DataFrame(), None, pl.DataFrame(), settings, date(2024, 10, 1), fallbacks
+        )
+    assert fallbacks == [(date(2024, 10, 1), "wls_struct")]  # asked for wls_struct: no fallback
+    with pytest.raises(WorkbenchError, match="unknown reconciliation 'mint'") as caught:
+        ReplaySettings(reconcile="mint")
+    assert "mint_shrink" in str(caught.value.fix)
 
 
 def test_the_planner_knows_events_a_notice_period_ahead(monkeypatch) -> None:
@@ -137,6 +182,7 @@ def test_the_planner_knows_events_a_notice_period_ahead(monkeypatch) -> None:
                 pl.DataFrame(),
                 ReplaySettings(event_notice_days=notice),
                 day,
+                [],
             )
         assert seen[-1] == expected
 

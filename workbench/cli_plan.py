@@ -445,6 +445,13 @@ def replay_command(
             "missed the observed peaks there (shrunk toward the fleet's)."
         ),
     ] = True,
+    reconcile: Annotated[
+        str,
+        typer.Option(
+            help="How each decision's forecast is reconciled, as in forecast: none, "
+            "bottom_up, top_down, mint_shrink, wls_var, wls_struct."
+        ),
+    ] = "mint_shrink",
 ) -> None:
     """Replay past quarters: the plan vs perfect foresight vs the last-four-quarters rule.
 
@@ -463,6 +470,7 @@ def replay_command(
         event_notice_days=event_notice_days,
         commitment_recourse=recourse,
         track_record=track_record,
+        reconcile=reconcile,
     )
     result = replay_workspace(ws, settings, truth_path=truth)
     table = Table(title=f"Decision replay, {quarters} quarters ({result.scored_on})")

@@ -764,6 +764,8 @@ class FleetForecast:
     level_calibration: pl.DataFrame
     notes: tuple[str, ...]
     timings: dict[str, float]
+    reconciled_with: str = "none"
+    """The reconciliation used: the one asked for, or what it fell back to (see the notes)."""
 
     def outputs(self) -> dict[str, pl.DataFrame]:
         """The run's tables by output name."""
@@ -939,6 +941,7 @@ def forecast_fleet(
                 f"is too short for a backtest window of {settings.horizon:,} days): reconciled "
                 f"with wls_struct (structural weights) instead of {settings.reconcile}"
             )
+    reconciled_with = method
     if method != "none":
         reconciled = reconcile(
             hierarchy,
@@ -951,6 +954,7 @@ def forecast_fleet(
         forecast = reconciled.forecast
         adjustments = reconciled.adjustments
         notes.extend(reconciled.warnings)
+        reconciled_with = reconciled.method_used
         if reconciled.method_used != method:
             notes.append(f"reconciliation used {reconciled.method_used} instead of {method}")
     stage("level calibration")
@@ -1027,4 +1031,5 @@ def forecast_fleet(
         level_calibration=level_table,
         notes=tuple(notes),
         timings=durations,
+        reconciled_with=reconciled_with,
     )
