@@ -343,6 +343,52 @@ def test_a_higher_unmet_penalty_never_raises_unmet_demand(
     assert high.unmet.sum() <= low.unmet.sum() + 1e-6
 
 
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    demand=st.lists(st.floats(0, 300), min_size=2 * 3 * 4, max_size=2 * 3 * 4),
+    cap=st.sampled_from([0.0, 15.0, 1_000.0, float("inf")]),
+    on_demand=st.sampled_from([2.0, 6.0, 80.0]),
+    installed=st.floats(0, 120),
+    power=st.sampled_from([None, 0.05]),
+    commitments=st.booleans(),
+)
+@example(  # identical scenarios; the first quarter short (no commitments, nothing installed)
+    demand=[50.0] * 24, cap=15.0, on_demand=80.0, installed=0.0, power=None, commitments=False
+)
+def test_the_segment_relaxation_reaches_the_full_relaxations_optimum(
+    demand: list[float],
+    cap: float,
+    on_demand: float,
+    installed: float,
+    power: float | None,
+    commitments: bool,
+) -> None:
+    """``lp_round`` solves its relaxation with each pool-quarter's burst and unmet folded
+    into segments of a convex cost curve (one row per pool-quarter, not per scenario). It
+    must cost what the relaxation with a burst and an unmet chip per scenario costs: burst
+    dearer than the unmet penalty (80), no burst at all (cap 0), burst without a cap,
+    identical scenarios, a binding power budget."""
+    from workbench.procurement import _build, _recourse, _run_lp, _run_lp_segments
+
+    pools = (pool(burst_cap_chips=cap, on_demand_usd_per_hour=on_demand), pool(region="r2"))
+    case = inputs(np.reshape(demand, (2, 3, 4)), pools, installed=installed)
+    limits = PlanLimits(
+        method="lp_round",
+        unmet_penalty_usd_per_chip_hour=40.0,
+        power_mw={"r1": power} if power else {},
+        allow_commitments=commitments,
+    )
+    program = _build(case, limits)
+    pt = program.layout.pt
+    full = _run_lp(program, limits)
+    folded = _run_lp_segments(program, limits, case)
+    # Each first stage, its burst and unmet recomputed scenario by scenario, at its lots.
+    cost_full = program.cost @ _recourse(program, full, full[:pt], case)
+    cost_folded = program.cost @ _recourse(program, folded, folded[:pt], case)
+    assert cost_folded == pytest.approx(cost_full, rel=1e-7, abs=1e-3)
+    assert cost_full == pytest.approx(program.cost @ full, rel=1e-7, abs=1e-3)
+
+
 def test_attached_resources_follow_the_catalog_ratios_where_purchases_land() -> None:
     spec = pool(host_cores_per_chip=14, storage_tb_per_chip=3.84, network_gbps_per_chip=400)
     result = solve_plan(inputs([[0, 0, 0, 80]], (spec,)))

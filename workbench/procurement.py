@@ -679,6 +679,102 @@ def _run_lp(program: _Program, limits: PlanLimits) -> np.ndarray:
     return np.asarray(result.x)
 
 
+def _shortfall_segments(
+    program: _Program, inputs: PlanInputs
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Each pool-quarter's expected burst-and-unmet cost as a convex function of capacity.
+
+    Without fungibility or recourse a scenario's burst and unmet follow from the pool's
+    capacity ``C`` alone (burst up to the cap, the rest unmet), so the expected cost over
+    the scenarios is convex and piecewise linear in ``C``: slope ``-sum(unmet cost)`` below
+    every scenario's ``demand - cap``, rising by ``unmet - burst`` cost at each
+    ``demand - cap`` and by the burst cost at each ``demand``, zero past the largest demand.
+    Returns per pool-quarter the first breakpoint, the segment widths (the last one
+    unbounded), each segment's slope above the first one's, and the first slope.
+    """
+    layout = program.layout
+    pt, n_s = layout.pt, layout.n_scenarios
+    burst = program.cost[layout.off_burst : layout.off_unmet].reshape(pt, n_s)
+    unmet = program.cost[layout.off_unmet : layout.off_rc1].reshape(pt, n_s)
+    cap = program.upper[layout.off_burst : layout.off_unmet].reshape(pt, n_s)
+    demand = inputs.demand.reshape(pt, n_s)
+    # Burst is bought before unmet demand only where it is cheaper and allowed at all.
+    at_cap = np.where((burst <= unmet) & (cap > 0), unmet - burst, 0.0)
+    # Capacity is never negative: breakpoints below zero (a cap without limit among them)
+    # only shape the curve where no plan can be, so they all sit at -1.
+    positions = np.maximum(np.concatenate([demand - cap, demand], axis=1), -1.0)
+    rises = np.concatenate([at_cap, unmet - at_cap], axis=1)
+    order = np.argsort(positions, axis=1, kind="stable")
+    positions = np.take_along_axis(positions, order, axis=1)
+    rises = np.take_along_axis(rises, order, axis=1)
+    widths = np.concatenate([np.diff(positions, axis=1), np.full((pt, 1), np.inf)], axis=1)
+    return positions[:, 0], widths, np.cumsum(rises, axis=1), -unmet.sum(axis=1)
+
+
+def _run_lp_segments(program: _Program, limits: PlanLimits, inputs: PlanInputs) -> np.ndarray:
+    """The LP relaxation with each pool-quarter's recourse as segments of its cost curve.
+
+    The same optimum as :func:`_run_lp` (see :func:`_shortfall_segments`) with one row per
+    pool-quarter instead of one per pool, quarter and scenario: the simplex works on a basis
+    of a few thousand rows instead of a quarter million. Returns the first-stage decisions
+    and capacity in the program's layout (burst and unmet are recomputed after rounding).
+    """
+    layout = program.layout
+    pt = layout.pt
+    first, widths, rises, first_slope = _shortfall_segments(program, inputs)
+    n_seg = widths.shape[1]
+    limit_rows = np.concatenate(
+        [program.budget_rows, np.array(list(program.power_rows.values()), dtype=int)]
+    ).astype(int)
+    kept = np.concatenate([np.arange(pt), limit_rows])
+    decisions = program.matrix[kept][:, : 4 * pt]
+    # capacity - sum of its segments <= first breakpoint (the rest of capacity is below it)
+    segment_rows = sp.hstack(
+        [
+            sp.coo_matrix((pt, 3 * pt)),
+            sp.identity(pt, format="coo"),
+            sp.coo_matrix(
+                (
+                    np.full(pt * n_seg, -1.0),
+                    (np.repeat(np.arange(pt), n_seg), np.arange(pt * n_seg)),
+                ),
+                shape=(pt, pt * n_seg),
+            ),
+        ]
+    )
+    matrix = sp.vstack(
+        [sp.hstack([decisions, sp.coo_matrix((kept.size, pt * n_seg))]), segment_rows],
+        format="csr",
+    )
+    row_lower = np.concatenate([program.row_lower[kept], np.full(pt, -np.inf)])
+    row_upper = np.concatenate([program.row_upper[kept], first])
+    cost = np.concatenate([program.cost[: 4 * pt], rises.reshape(-1)])
+    cost[3 * pt : 4 * pt] += first_slope
+    lower = np.concatenate([program.lower[: 4 * pt], np.zeros(pt * n_seg)])
+    upper = np.concatenate([program.upper[: 4 * pt], widths.reshape(-1)])
+    equal = row_lower == row_upper
+    upper_rows = ~equal & np.isfinite(row_upper)
+    lower_rows = ~equal & np.isfinite(row_lower)
+    result = linprog(
+        cost,
+        A_ub=sp.vstack([matrix[upper_rows], -matrix[lower_rows]]).tocsr(),
+        b_ub=np.concatenate([row_upper[upper_rows], -row_lower[lower_rows]]),
+        A_eq=matrix[equal],
+        b_eq=row_lower[equal],
+        bounds=np.column_stack([lower, upper]),
+        method="highs-ds",
+        options={"time_limit": limits.time_limit_s},
+    )
+    if result.x is None:
+        raise WorkbenchError(
+            f"the solver found no plan ({result.message})",
+            fix="loosen the limits or raise the time limit",
+        )
+    x = np.zeros(layout.size)
+    x[: 4 * pt] = result.x[: 4 * pt]
+    return x
+
+
 def _recourse(
     program: _Program, relaxed: np.ndarray, lots: np.ndarray, inputs: PlanInputs
 ) -> np.ndarray:
@@ -686,7 +782,8 @@ def _recourse(
 
     Commitments (here and now and per scenario) stay as relaxed; capacity follows the
     repaired lots; each scenario then bursts up to the cap and leaves the rest unmet, which
-    is optimal for fixed capacity since burst costs less than the penalty.
+    is optimal for fixed capacity where burst costs less than the penalty (where a penalty
+    set below the on-demand price makes it dearer, the shortfall is left unmet).
     """
     layout = program.layout
     pt, n_s = layout.pt, layout.n_scenarios
@@ -700,7 +797,11 @@ def _recourse(
     _, later_commitments = _scenario_commitments(layout, program.bundles, x)
     short = np.maximum(demand - capacity[:, None] - later_commitments.reshape(pt, n_s), 0.0)
     cap = program.upper[layout.off_burst : layout.off_unmet].reshape(pt, n_s)
-    burst = np.minimum(short, cap)
+    cheaper = (
+        program.cost[layout.off_burst : layout.off_unmet]
+        <= program.cost[layout.off_unmet : layout.off_rc1]
+    ).reshape(pt, n_s)
+    burst = np.where(cheaper, np.minimum(short, cap), 0.0)
     x[layout.off_burst : layout.off_unmet] = burst.reshape(-1)
     x[layout.off_unmet : layout.off_rc1] = (short - burst).reshape(-1)
     return x
@@ -734,7 +835,10 @@ def _repair(program: _Program, x: np.ndarray, inputs: PlanInputs) -> np.ndarray:
 def _lp_round(program: _Program, limits: PlanLimits, inputs: PlanInputs) -> tuple[np.ndarray, str]:
     """The LP relaxation, lots rounded up and repaired to the limits, recourse recomputed."""
     pt = program.layout.pt
-    relaxed = _run_lp(program, limits)
+    if limits.fungible or program.layout.recourse:
+        relaxed = _run_lp(program, limits)
+    else:  # each scenario's burst and unmet follow from its pool's capacity alone
+        relaxed = _run_lp_segments(program, limits, inputs)
     lots = _repair(program, relaxed, inputs)
     if limits.fungible:
         lower, upper = program.lower.copy(), program.upper.copy()
