@@ -440,6 +440,12 @@ class _Program:
     groups: np.ndarray
     bundles: np.ndarray
 
+    @property
+    def limit_rows(self) -> np.ndarray:
+        """The rows of the capex budget and the power limits."""
+        power = np.array(list(self.power_rows.values()), dtype=int)
+        return np.concatenate([self.budget_rows, power]).astype(int)
+
 
 def _build(inputs: PlanInputs, limits: PlanLimits) -> _Program:
     pools = inputs.pools
@@ -655,19 +661,29 @@ def _run(
     return np.asarray(result.x), note
 
 
-def _run_lp(program: _Program, limits: PlanLimits) -> np.ndarray:
-    """The LP relaxation by HiGHS dual simplex (faster than the MIP driver on an LP)."""
-    rows = program.matrix
-    equal = program.row_lower == program.row_upper
-    upper_rows = ~equal & np.isfinite(program.row_upper)
-    lower_rows = ~equal & np.isfinite(program.row_lower)
+def _solve_lp(
+    cost: np.ndarray,
+    rows: sp.csr_matrix,
+    row_lower: np.ndarray,
+    row_upper: np.ndarray,
+    lower: np.ndarray,
+    upper: np.ndarray,
+    limits: PlanLimits,
+) -> np.ndarray:
+    """Solve ``min cost @ x``, ``row_lower <= rows @ x <= row_upper``, by dual simplex.
+
+    HiGHS' dual simplex is faster than its MIP driver on an LP.
+    """
+    equal = row_lower == row_upper
+    upper_rows = ~equal & np.isfinite(row_upper)
+    lower_rows = ~equal & np.isfinite(row_lower)
     result = linprog(
-        program.cost,
+        cost,
         A_ub=sp.vstack([rows[upper_rows], -rows[lower_rows]]).tocsr(),
-        b_ub=np.concatenate([program.row_upper[upper_rows], -program.row_lower[lower_rows]]),
+        b_ub=np.concatenate([row_upper[upper_rows], -row_lower[lower_rows]]),
         A_eq=rows[equal],
-        b_eq=program.row_lower[equal],
-        bounds=np.column_stack([program.lower, program.upper]),
+        b_eq=row_lower[equal],
+        bounds=np.column_stack([lower, upper]),
         method="highs-ds",
         options={"time_limit": limits.time_limit_s},
     )
@@ -677,6 +693,19 @@ def _run_lp(program: _Program, limits: PlanLimits) -> np.ndarray:
             fix="loosen the limits or raise the time limit",
         )
     return np.asarray(result.x)
+
+
+def _run_lp(program: _Program, limits: PlanLimits) -> np.ndarray:
+    """The LP relaxation with every scenario's burst and unmet as variables."""
+    return _solve_lp(
+        program.cost,
+        program.matrix,
+        program.row_lower,
+        program.row_upper,
+        program.lower,
+        program.upper,
+        limits,
+    )
 
 
 def _shortfall_segments(
@@ -723,10 +752,7 @@ def _run_lp_segments(program: _Program, limits: PlanLimits, inputs: PlanInputs) 
     pt = layout.pt
     first, widths, rises, first_slope = _shortfall_segments(program, inputs)
     n_seg = widths.shape[1]
-    limit_rows = np.concatenate(
-        [program.budget_rows, np.array(list(program.power_rows.values()), dtype=int)]
-    ).astype(int)
-    kept = np.concatenate([np.arange(pt), limit_rows])
+    kept = np.concatenate([np.arange(pt), program.limit_rows])
     decisions = program.matrix[kept][:, : 4 * pt]
     # capacity - sum of its segments <= first breakpoint (the rest of capacity is below it)
     segment_rows = sp.hstack(
@@ -752,26 +778,9 @@ def _run_lp_segments(program: _Program, limits: PlanLimits, inputs: PlanInputs) 
     cost[3 * pt : 4 * pt] += first_slope
     lower = np.concatenate([program.lower[: 4 * pt], np.zeros(pt * n_seg)])
     upper = np.concatenate([program.upper[: 4 * pt], widths.reshape(-1)])
-    equal = row_lower == row_upper
-    upper_rows = ~equal & np.isfinite(row_upper)
-    lower_rows = ~equal & np.isfinite(row_lower)
-    result = linprog(
-        cost,
-        A_ub=sp.vstack([matrix[upper_rows], -matrix[lower_rows]]).tocsr(),
-        b_ub=np.concatenate([row_upper[upper_rows], -row_lower[lower_rows]]),
-        A_eq=matrix[equal],
-        b_eq=row_lower[equal],
-        bounds=np.column_stack([lower, upper]),
-        method="highs-ds",
-        options={"time_limit": limits.time_limit_s},
-    )
-    if result.x is None:
-        raise WorkbenchError(
-            f"the solver found no plan ({result.message})",
-            fix="loosen the limits or raise the time limit",
-        )
+    solution = _solve_lp(cost, matrix, row_lower, row_upper, lower, upper, limits)
     x = np.zeros(layout.size)
-    x[: 4 * pt] = result.x[: 4 * pt]
+    x[: 4 * pt] = solution[: 4 * pt]
     return x
 
 
@@ -813,9 +822,7 @@ def _repair(program: _Program, x: np.ndarray, inputs: PlanInputs) -> np.ndarray:
     frac = x[:pt]
     lots = np.ceil(frac - 1e-6).clip(min=0)
     rows = program.matrix[:, :pt]
-    limit_rows = np.concatenate(
-        [program.budget_rows, np.array(list(program.power_rows.values()), dtype=int)]
-    )
+    limit_rows = program.limit_rows
     if limit_rows.size:
         sub = rows[limit_rows]
         upper = program.row_upper[limit_rows]
