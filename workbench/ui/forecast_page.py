@@ -305,6 +305,8 @@ def render() -> None:
         own.write_csv(),
         file_name=safe_download_name(f"forecast_{series_id.replace('=', '-')}.csv"),
         mime="text/csv",
-        key=f"{_KEY}download",
+        # One button per series: under one key the browser kept, now and then, the button of
+        # the series shown before (its file, then a dead link) after the picker changed.
+        key=f"{_KEY}download_{series_id}",
     )
     link_to("plan", "What the plan buys for this demand", icon=":material/shopping_cart:")
